@@ -1,0 +1,1 @@
+"""The medic phone node: the authority and the only key holder."""

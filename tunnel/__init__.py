@@ -1,0 +1,1 @@
+"""Field Station tunnel: a Sans-I/O encrypted, resumable link."""

@@ -1,0 +1,1 @@
+"""Thin asyncio adapters that pump the tunnel core over websockets."""

@@ -1,0 +1,1 @@
+"""Test kit: memory links, a seeded fault-injecting link, a fake clock."""

@@ -1,0 +1,1 @@
+"""Amnesia: logout policy, process hardening, RAM-only SQLite, and the proof tools."""
