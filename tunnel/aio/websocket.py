@@ -1,0 +1,131 @@
+"""WebSocket transports for the tunnel: one record per binary message.
+
+websockets' own keepalive and compression are off: liveness is the core's (its
+deadlines are tuned for flaky WiFi), and compressing ciphertext gains nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from tunnel.aio.pump import EndpointPump
+from tunnel.backoff import reconnect_delays
+from tunnel.session import PhoneEndpoint
+
+log = logging.getLogger(__name__)
+
+# Room for the WebSocket's own framing on top of the largest record.
+_WS_SLACK = 1024
+CLOSE_PROTOCOL = 4000
+
+
+def ws_options(max_record: int) -> dict[str, object]:
+    return {
+        "max_size": max_record + _WS_SLACK,
+        "compression": None,
+        "ping_interval": None,
+        "max_queue": 64,
+    }
+
+
+class WebSocketTransport:
+    """Adapts a websockets connection to the pump's Transport protocol."""
+
+    def __init__(self, ws: ClientConnection | ServerConnection) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send(data)
+        except ConnectionClosed:
+            return
+
+    async def close(self, reason: str) -> None:
+        # The reason is one of the core's fixed close reasons: it leaks nothing.
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.close(CLOSE_PROTOCOL, reason[:120])
+
+
+async def pump_connection(pump: EndpointPump, ws: ClientConnection | ServerConnection) -> None:
+    """Feed every binary message of ``ws`` to the pump until either side closes it."""
+    conn = await pump.attach(WebSocketTransport(ws))
+    try:
+        async for message in ws:
+            if isinstance(message, str):
+                await ws.close(CLOSE_PROTOCOL, "text frames are not spoken here")
+                break
+            await pump.feed(conn, message)
+    except ConnectionClosed:
+        pass
+    finally:
+        await pump.lost(conn)
+
+
+async def serve_endpoint(
+    pump: EndpointPump, host: str, port: int, *, max_record: int
+) -> Server:
+    """Serve one station endpoint: every WebSocket becomes a transport of that session."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await pump_connection(pump, ws)
+
+    return await serve(handler, host, port, **ws_options(max_record))  # type: ignore[arg-type]
+
+
+class PhoneConnector:
+    """Keeps a phone endpoint linked: connect, pair or resume, back off, repeat.
+
+    Returns from ``run`` when the session ends (logout) or pairing fails.
+    """
+
+    def __init__(
+        self,
+        pump: EndpointPump,
+        url: str | Callable[[], str],
+        *,
+        open_timeout: float = 3.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pump = pump
+        self._url = url
+        self._open_timeout = open_timeout
+        self._rng = rng or random.Random()
+        self.attempts = 0
+
+    @property
+    def endpoint(self) -> PhoneEndpoint:
+        endpoint = self._pump.endpoint
+        assert isinstance(endpoint, PhoneEndpoint)
+        return endpoint
+
+    async def run(self) -> str:
+        delays = reconnect_delays(rng=self._rng)
+        max_record = self.endpoint.settings.max_record
+        while self.endpoint.ended is None:
+            url = self._url() if callable(self._url) else self._url
+            self.attempts += 1
+            try:
+                async with asyncio.timeout(self._open_timeout):
+                    ws = await connect(url, open_timeout=None, **ws_options(max_record))  # type: ignore[arg-type]
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                log.debug("connect failed: %s", type(exc).__name__)
+                await asyncio.sleep(next(delays))
+                continue
+            links_before = self.endpoint.link_count
+            async with ws:
+                await pump_connection(self._pump, ws)
+            if self.endpoint.ended is not None:
+                break
+            if self.endpoint.link_count > links_before:
+                # The link worked: start the backoff from the bottom again.
+                delays = reconnect_delays(rng=self._rng)
+            await asyncio.sleep(next(delays))
+        return self.endpoint.ended or "ended"

@@ -1,0 +1,90 @@
+"""What a tunnel endpoint tells its application, and the settings it runs with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunables. The defaults suit flaky clinic WiFi: a dead link is noticed in ~3 s."""
+
+    max_record: int = 65536
+    rekey_interval: int = 1 << 16
+    window: int = 1024
+    queue_max_count: int = 10_000
+    queue_max_bytes: int = 16 * 1024 * 1024
+    ping_interval: float = 1.0
+    link_timeout: float = 3.0
+    ack_delay: float = 0.005
+    handshake_timeout: float = 5.0
+    # The phone acknowledges a command only once it is durably applied; the station's
+    # mirror lives in RAM and acknowledges on delivery.
+    auto_ack: bool = True
+    # Consecutive clear-text refusals of a resume before the phone gives the session up.
+    max_refusals: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """The pairing handshake completed and was confirmed."""
+
+    session_id: bytes
+    station: str
+    fingerprint: str | None  # the phone's, as the station sees it; None on the phone
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    conn: int
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    conn: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The peer has everything through ``through``."""
+
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
+class PairingFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """Logout: the session is over for good and can never be resumed."""
+
+    reason: str
+    by_peer: bool
+    undelivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The phone's resumable state changed: persist ``export_state()`` before sending."""
+
+
+Event = (
+    Paired
+    | LinkUp
+    | LinkDown
+    | MessageReceived
+    | Acked
+    | PairingFailed
+    | SessionEnded
+    | StateChanged
+)

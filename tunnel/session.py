@@ -1,0 +1,684 @@
+"""The tunnel endpoint: one logical session that outlives many transports.
+
+Sans-I/O in the manner of ``websockets``' protocol objects and ``aioquic``'s timers:
+the caller feeds transport events, bytes and ``now``; it takes out bytes to send
+(tagged with the transport they belong to), transports to close, events, and the next
+deadline at which ``handle_timer`` must be called. No sockets, no clock, no sleeps.
+
+A *transport* (one WebSocket, in production) is named by an integer the caller picks.
+The phone uses one at a time; the station may briefly hold two when a phone resumes on
+a new transport before the old one is known to be dead.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from tunnel.channel import ReliableChannel
+from tunnel.errors import (
+    LinkTimeout,
+    MalformedRecord,
+    OversizedRecord,
+    PairingError,
+    PeerError,
+    ResumeRefused,
+    SessionClosed,
+    UsageError,
+)
+from tunnel.events import (
+    Acked,
+    Event,
+    LinkDown,
+    LinkUp,
+    MessageReceived,
+    Paired,
+    PairingFailed,
+    SessionEnded,
+    Settings,
+    StateChanged,
+)
+from tunnel.frames import Ack, Close, CloseCode, Data, Frame, Ping, Pong, decode_frame, encode_frame
+from tunnel.handshake import (
+    SECRET_LEN,
+    SESSION_ID_LEN,
+    WIRE_VERSION,
+    Hello,
+    Keys,
+    MessageType,
+    PairingResult,
+    PhonePairByCode,
+    PhonePairByUri,
+    PhonePaired,
+    PhoneResume,
+    RefuseCode,
+    Refused,
+    ResumeResult,
+    StationOffer,
+    StationPairing,
+    StationResume,
+    encode_refusal,
+    parse_hello,
+)
+from tunnel.identity import PhoneIdentity
+from tunnel.queue import OutageQueue, QueueStorage
+from tunnel.records import RecordReceiver, RecordSender
+
+
+class ConnState(Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"  # keys agreed; on the station, not yet confirmed by the phone
+    ACTIVE = "active"  # the session's link: data flows here
+    CLOSED = "closed"
+
+
+# Transitions as data (cf. h11's _state.py): anything else is a bug in this module.
+_TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
+    ConnState.HANDSHAKE: frozenset({ConnState.OPEN, ConnState.ACTIVE, ConnState.CLOSED}),
+    ConnState.OPEN: frozenset({ConnState.ACTIVE, ConnState.CLOSED}),
+    ConnState.ACTIVE: frozenset({ConnState.CLOSED}),
+    ConnState.CLOSED: frozenset(),
+}
+
+
+@dataclass(slots=True)
+class _Conn:
+    id: int
+    opened_at: float
+    state: ConnState = ConnState.HANDSHAKE
+    driver: object | None = None
+    sender: RecordSender | None = None
+    receiver: RecordReceiver | None = None
+    last_received: float = 0.0
+    last_sent: float = 0.0
+    ping_token: int = 0
+    # Station: what this transport's resume would commit once the phone confirms it.
+    candidate_secret: bytes = b""
+    peer_cursor: int = 0
+    resumed: bool = False
+    paired: PhonePaired | None = None
+
+    def move(self, new: ConnState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise UsageError(f"transport {self.id}: {self.state.value} -> {new.value}")
+        self.state = new
+
+
+@dataclass(slots=True)
+class _Outbox:
+    data: list[tuple[int, bytes]] = field(default_factory=list)
+    closes: list[tuple[int, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class Endpoint:
+    """What the phone and the station share: records, the channel, liveness, logout."""
+
+    def __init__(self, settings: Settings, queue: OutageQueue | None = None) -> None:
+        self.settings = settings
+        self._queue = queue or OutageQueue(
+            max_count=settings.queue_max_count, max_bytes=settings.queue_max_bytes
+        )
+        self.channel = ReliableChannel(self._queue, window=settings.window)
+        self._conns: dict[int, _Conn] = {}
+        self._active: _Conn | None = None
+        self._out = _Outbox()
+        self._acked_cursor = 0  # what we may acknowledge (durable, on the phone)
+        self._ack_sent = 0
+        self._ack_due: float | None = None
+        self.session_id: bytes | None = None
+        self.ended: str | None = None
+        self.link_count = 0  # transports that became the session's link
+
+    # -- what the caller feeds in ----------------------------------------------------
+
+    def connection_made(self, conn: int, now: float) -> None:
+        if conn in self._conns:
+            raise UsageError(f"transport {conn} already known")
+        self._conns[conn] = _Conn(conn, now, last_received=now, last_sent=now)
+        if self.ended is not None:
+            self._close_conn(self._conns[conn], "session ended")
+
+    def receive(self, conn: int, data: bytes, now: float) -> None:
+        c = self._conns.get(conn)
+        if c is None or c.state is ConnState.CLOSED:
+            return
+        try:
+            if len(data) > self.settings.max_record:
+                raise OversizedRecord("message larger than the maximum record")
+            if c.state is ConnState.HANDSHAKE:
+                self._on_handshake(c, data, now)
+            else:
+                self._on_record(c, data, now)
+        except PeerError as exc:
+            self._peer_failed(c, exc, now)
+        self._flush(now)
+
+    def connection_lost(self, conn: int, now: float) -> None:
+        c = self._conns.pop(conn, None)
+        if c is None:
+            return
+        was_live = c.state is not ConnState.CLOSED
+        if c.state is not ConnState.CLOSED:
+            c.move(ConnState.CLOSED)
+        if was_live:
+            self._transport_gone(c, "connection lost", now)
+
+    def handle_timer(self, now: float) -> None:
+        for c in list(self._conns.values()):
+            if c.state is ConnState.CLOSED:
+                continue
+            if c.state is ConnState.HANDSHAKE:
+                if now - c.opened_at >= self.settings.handshake_timeout:
+                    self._peer_failed(c, LinkTimeout("handshake timed out"), now)
+                continue
+            if now - c.last_received >= self.settings.link_timeout:
+                self._peer_failed(c, LinkTimeout("no sign of life"), now)
+                continue
+            if now - c.last_sent >= self.settings.ping_interval:
+                c.ping_token += 1
+                self._send_frame(c, Ping(self._acked_cursor, c.ping_token), now)
+        self._flush(now)
+
+    # -- what the application does -----------------------------------------------------
+
+    def send(self, payload: bytes, now: float) -> int:
+        """Queue a message for the peer; it goes now if the link is up, else on resume.
+
+        Raises ``QueueFull`` (nothing is dropped) and ``SessionClosed`` after logout.
+        """
+        if self.ended is not None:
+            raise SessionClosed("the session has ended", reason=self.ended)
+        seq = self.channel.submit(payload)
+        self._flush(now)
+        return seq
+
+    def acknowledge(self, seq: int, now: float) -> None:
+        """Manual-ack mode: the application has durably applied everything through ``seq``."""
+        if seq > self.channel.delivered:
+            raise UsageError("acknowledging a message that was never delivered")
+        if seq > self._acked_cursor:
+            self._acked_cursor = seq
+            self._arm_ack(now)
+        self._flush(now)
+
+    def close(self, reason: str, now: float, *, code: CloseCode = CloseCode.LOGOUT) -> None:
+        """Log out: tell the peer if we can, and end the session for good."""
+        if self.ended is not None:
+            return
+        if self._active is not None:
+            self._send_frame(self._active, Close(code, reason), now)
+        self._end(reason, by_peer=False)
+
+    # -- what the caller takes out ------------------------------------------------------
+
+    def data_to_send(self) -> list[tuple[int, bytes]]:
+        out, self._out.data = self._out.data, []
+        return out
+
+    def close_requests(self) -> list[tuple[int, str]]:
+        out, self._out.closes = self._out.closes, []
+        return out
+
+    def events(self) -> list[Event]:
+        out, self._out.events = self._out.events, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines: list[float] = []
+        if self._ack_due is not None:
+            deadlines.append(self._ack_due)
+        for c in self._conns.values():
+            if c.state is ConnState.CLOSED:
+                continue
+            if c.state is ConnState.HANDSHAKE:
+                deadlines.append(c.opened_at + self.settings.handshake_timeout)
+            else:
+                deadlines.append(c.last_received + self.settings.link_timeout)
+                deadlines.append(c.last_sent + self.settings.ping_interval)
+        return min(deadlines, default=None)
+
+    @property
+    def linked(self) -> bool:
+        return self._active is not None
+
+    @property
+    def undelivered(self) -> int:
+        """Messages we sent that the peer has not acknowledged (queued or in flight)."""
+        return self._queue.depth
+
+    @property
+    def queue(self) -> OutageQueue:
+        return self._queue
+
+    # -- records ---------------------------------------------------------------------
+
+    def _on_record(self, c: _Conn, data: bytes, now: float) -> None:
+        assert c.receiver is not None
+        frame = decode_frame(c.receiver.open(data))
+        c.last_received = now
+        if c.state is ConnState.OPEN:
+            self._confirmed(c, now)
+        if c is not self._active:
+            return
+        self._on_frame(c, frame, now)
+
+    def _on_frame(self, c: _Conn, frame: Frame, now: float) -> None:
+        newly = self.channel.on_ack(frame.ack) if not isinstance(frame, Close) else 0
+        if newly:
+            self._out.events.append(Acked(self.channel.acked))
+        if isinstance(frame, Data):
+            if self.channel.on_data(frame.seq, frame.payload):
+                self._out.events.append(MessageReceived(frame.seq, frame.payload))
+                if self.settings.auto_ack:
+                    self._acked_cursor = self.channel.delivered
+                    self._arm_ack(now)
+        elif isinstance(frame, Ping):
+            self._send_frame(c, Pong(self._acked_cursor, frame.token), now)
+        elif isinstance(frame, Close):
+            self._close_conn(c, "logout")
+            self._end(frame.reason or "logout", by_peer=True)
+
+    def _send_frame(self, c: _Conn, frame: Frame, now: float) -> None:
+        assert c.sender is not None
+        self._out.data.append((c.id, c.sender.seal(encode_frame(frame))))
+        c.last_sent = now
+        self._ack_sent = max(self._ack_sent, getattr(frame, "ack", 0))
+
+    def _arm_ack(self, now: float) -> None:
+        # Ack at once when a quarter window is waiting, else after a short delay so
+        # that a burst is acknowledged by one frame or by the data flowing back.
+        if self._acked_cursor - self._ack_sent >= max(1, self.settings.window // 4):
+            self._ack_due = now
+        elif self._ack_due is None:
+            self._ack_due = now + self.settings.ack_delay
+
+    def _flush(self, now: float) -> None:
+        c = self._active
+        if c is None or self.ended is not None:
+            return
+        for seq, payload in self.channel.take_sendable():
+            self._send_frame(c, Data(seq, self._acked_cursor, payload), now)
+        if self._ack_due is not None and self._ack_due <= now:
+            self._ack_due = None
+            if self._acked_cursor > self._ack_sent:
+                self._send_frame(c, Ack(self._acked_cursor), now)
+
+    # -- transports ------------------------------------------------------------------
+
+    def _open_records(self, c: _Conn, keys: Keys) -> None:
+        s = self.settings
+        c.sender = RecordSender(
+            keys.send, max_record=s.max_record, rekey_interval=s.rekey_interval
+        )
+        c.receiver = RecordReceiver(
+            keys.receive, max_record=s.max_record, rekey_interval=s.rekey_interval
+        )
+
+    def _activate(self, c: _Conn, peer_cursor: int, *, resumed: bool, now: float) -> None:
+        previous = self._active
+        if previous is not None and previous is not c:
+            self._close_conn(previous, "superseded")
+            self._out.events.append(LinkDown(previous.id, "superseded"))
+        c.move(ConnState.ACTIVE)
+        self._active = c
+        self.link_count += 1
+        self.channel.rewind(peer_cursor)
+        self._ack_sent = 0  # the new transport has heard no ack from us yet
+        self._out.events.append(LinkUp(c.id, resumed))
+        self._send_frame(c, Ack(self._acked_cursor), now)
+
+    def _peer_failed(self, c: _Conn, exc: Exception, now: float) -> None:
+        reason = getattr(exc, "close_reason", "protocol error")
+        was_handshake = c.state is ConnState.HANDSHAKE
+        self._close_conn(c, reason)
+        self._transport_gone(c, reason, now, during_handshake=was_handshake)
+
+    def _close_conn(self, c: _Conn, reason: str) -> None:
+        if c.state is not ConnState.CLOSED:
+            c.move(ConnState.CLOSED)
+            self._out.closes.append((c.id, reason))
+
+    def _transport_gone(
+        self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
+    ) -> None:
+        if c is self._active:
+            self._active = None
+            self._out.events.append(LinkDown(c.id, reason))
+
+    def _confirmed(self, c: _Conn, now: float) -> None:
+        raise UsageError("only the station has unconfirmed transports")
+
+    def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def _end(self, reason: str, *, by_peer: bool) -> None:
+        self.ended = reason
+        for c in list(self._conns.values()):
+            self._close_conn(c, "session ended")
+        self._active = None
+        self._out.events.append(SessionEnded(reason, by_peer, self._queue.depth))
+
+
+# -- the phone ---------------------------------------------------------------------
+
+
+_STATE = struct.Struct(">B16s32sQQ")
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneState:
+    """What the phone persists to resume after its own restart."""
+
+    session_id: bytes
+    secret: bytes
+    next_seq: int
+    delivered: int
+    station: str
+
+    def to_bytes(self) -> bytes:
+        head = _STATE.pack(1, self.session_id, self.secret, self.next_seq, self.delivered)
+        return head + self.station.encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PhoneState:
+        if len(data) < _STATE.size or data[0] != 1:
+            raise UsageError("not a saved phone session state")
+        _, session_id, secret, next_seq, delivered = _STATE.unpack_from(data)
+        station = data[_STATE.size :].decode("utf-8")
+        return cls(session_id, secret, next_seq, delivered, station)
+
+
+class PhoneEndpoint(Endpoint):
+    """The phone: opens every transport, pairs once, then resumes until logout."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        identity: PhoneIdentity | None = None,
+        uri_offer: tuple[bytes, bytes, bytes] | None = None,  # offer id, key, psk
+        code: str | None = None,
+        state: PhoneState | None = None,
+        queue_storage: QueueStorage | None = None,
+    ) -> None:
+        queue = OutageQueue(
+            max_count=settings.queue_max_count,
+            max_bytes=settings.queue_max_bytes,
+            storage=queue_storage,
+        )
+        super().__init__(settings, queue)
+        self._identity = identity
+        self._uri_offer = uri_offer
+        self._code = code
+        self._secret = b""
+        self._refusals = 0
+        self.station = ""
+        if state is not None:
+            self.session_id = state.session_id
+            self._secret = state.secret
+            self.station = state.station
+            self.channel = ReliableChannel(
+                self._queue,
+                window=settings.window,
+                next_seq=state.next_seq,
+                delivered=state.delivered,
+            )
+            self._acked_cursor = state.delivered
+        elif identity is None or (uri_offer is None) == (code is None):
+            raise UsageError("pairing needs an identity and exactly one of an offer or a code")
+
+    def export_state(self) -> PhoneState:
+        if self.session_id is None:
+            raise UsageError("not paired yet")
+        return PhoneState(
+            self.session_id,
+            self._secret,
+            self.channel.next_seq,
+            self._acked_cursor,
+            self.station,
+        )
+
+    @property
+    def wants_transport(self) -> bool:
+        """Whether the caller should open a transport now (after its backoff)."""
+        return self.ended is None and not any(
+            c.state is not ConnState.CLOSED for c in self._conns.values()
+        )
+
+    def connection_made(self, conn: int, now: float) -> None:
+        super().connection_made(conn, now)
+        c = self._conns[conn]
+        if c.state is ConnState.CLOSED:
+            return
+        driver: PhonePairByUri | PhonePairByCode | PhoneResume
+        if self.session_id is not None:
+            driver = PhoneResume(self.session_id, self._secret, self._acked_cursor)
+        elif self._uri_offer is not None:
+            assert self._identity is not None
+            driver = PhonePairByUri(self._identity, *self._uri_offer)
+        else:
+            assert self._identity is not None and self._code is not None
+            driver = PhonePairByCode(self._identity, self._code)
+        c.driver = driver
+        self._out.data.append((conn, driver.first_message()))
+        c.last_sent = now
+
+    def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
+        driver = c.driver
+        assert isinstance(driver, PhonePairByUri | PhonePairByCode | PhoneResume)
+        try:
+            reply, result = driver.receive(data)
+        except Refused as refusal:
+            self._refused(c, refusal)
+            return
+        c.last_received = now
+        if reply is not None:
+            self._out.data.append((c.id, reply))
+            c.last_sent = now
+        if result is None:
+            return
+        self._refusals = 0
+        self._open_records(c, result.keys)
+        self._secret = result.keys.next_secret
+        if isinstance(result, PairingResult):
+            self.session_id = result.session_id
+            self.station = result.station
+            self._uri_offer = None
+            self._code = None
+            self._out.events.append(Paired(result.session_id, result.station, None))
+            self._out.events.append(StateChanged())
+            self._activate(c, 0, resumed=False, now=now)
+        else:
+            assert isinstance(result, ResumeResult)
+            self._out.events.append(StateChanged())
+            self._activate(c, result.peer_cursor, resumed=True, now=now)
+
+    def _refused(self, c: _Conn, refusal: Refused) -> None:
+        self._close_conn(c, "refused")
+        if self.session_id is None:
+            self._out.events.append(PairingFailed(refusal.reason))
+            self._end(f"pairing refused: {refusal.reason}", by_peer=True)
+            return
+        self._refusals += 1
+        final = refusal.code is RefuseCode.SESSION_ENDED
+        if final or self._refusals >= self.settings.max_refusals:
+            self._end(f"station refused: {refusal.reason}", by_peer=True)
+        else:
+            self._out.events.append(LinkDown(c.id, f"refused: {refusal.reason}"))
+
+    def _transport_gone(
+        self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
+    ) -> None:
+        if self.session_id is None and self.ended is None:
+            # An offer is single use: a pairing cut short cannot be tried again.
+            self._out.events.append(PairingFailed(reason))
+            self._end(f"pairing failed: {reason}", by_peer=False)
+            return
+        super()._transport_gone(c, reason, now, during_handshake=during_handshake)
+
+
+# -- the station -------------------------------------------------------------------
+
+
+class StationEndpoint(Endpoint):
+    """The station worker's end: holds one pairing offer, then the paired session."""
+
+    _SEEN_EPHEMERALS = 256
+
+    def __init__(self, settings: Settings, *, station: str, offer: StationOffer) -> None:
+        super().__init__(settings)
+        self.station = station
+        self._offer: StationOffer | None = offer
+        self._secret = b""  # confirmed resumption secret
+        self._pending_secret = b""  # from a resume whose confirmation has not arrived
+        self._seen: deque[bytes] = deque(maxlen=self._SEEN_EPHEMERALS)
+        self.fingerprint: str | None = None
+        self.phone_key: bytes | None = None
+
+    @property
+    def offer_open(self) -> bool:
+        return self._offer is not None
+
+    def replace_offer(self, offer: StationOffer) -> None:
+        """Rotate the offer (before pairing only): the old one stops working at once."""
+        if self.session_id is not None or self.ended is not None:
+            raise UsageError("the session is paired; offers are over")
+        self._offer = offer
+
+    def _refuse(self, c: _Conn, code: RefuseCode, reason: str) -> None:
+        self._out.data.append((c.id, encode_refusal(code, reason)))
+        self._close_conn(c, reason)
+
+    def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
+        c.last_received = now
+        if c.driver is not None:
+            driver = c.driver
+            assert isinstance(driver, StationPairing)
+            try:
+                reply, paired = driver.receive(data)
+            except PeerError as exc:
+                self._pairing_failed(c, exc.close_reason)
+                return
+            self._paired_handshake(c, reply, paired, now)
+            return
+        try:
+            hello = parse_hello(data)
+        except MalformedRecord:
+            self._refuse(c, RefuseCode.MALFORMED, "malformed hello")
+            return
+        if hello.version != WIRE_VERSION:
+            self._refuse(c, RefuseCode.VERSION, f"unsupported version {hello.version}")
+            return
+        if hello.kind is MessageType.RESUME:
+            self._resume(c, hello, now)
+        else:
+            self._pair(c, hello, now)
+
+    def _pair(self, c: _Conn, hello: Hello, now: float) -> None:
+        offer = self._offer
+        if offer is None or self.session_id is not None:
+            self._refuse(c, RefuseCode.OFFER_USED, "offer already used")
+            return
+        if hello.kind is MessageType.PAIR_URI and hello.routing_id != offer.offer_id:
+            self._refuse(c, RefuseCode.OFFER_UNKNOWN, "unknown or rotated offer")
+            return
+        # One attempt per offer, whatever its outcome: a LAN attacker gets one guess.
+        self._offer = None
+        driver = StationPairing(offer, secrets.token_bytes(SESSION_ID_LEN), self.station)
+        c.driver = driver
+        try:
+            reply, paired = driver.receive_hello(hello)
+        except (PeerError, PairingError) as exc:
+            self._pairing_failed(c, exc.close_reason)
+            return
+        self._paired_handshake(c, reply, paired, now)
+
+    def _paired_handshake(
+        self, c: _Conn, reply: bytes, paired: PhonePaired | None, now: float
+    ) -> None:
+        self._out.data.append((c.id, reply))
+        c.last_sent = now
+        if paired is None:
+            return
+        self._open_records(c, paired.keys)
+        c.paired = paired
+        c.candidate_secret = paired.keys.next_secret
+        c.move(ConnState.OPEN)
+
+    def _pairing_failed(self, c: _Conn, reason: str) -> None:
+        self._refuse(c, RefuseCode.HANDSHAKE_FAILED, "pairing failed")
+        self._out.events.append(PairingFailed(reason))
+
+    def _resume(self, c: _Conn, hello: Hello, now: float) -> None:
+        if self.ended is not None:
+            self._refuse(c, RefuseCode.SESSION_ENDED, "session ended")
+            return
+        if self.session_id is None or hello.routing_id != self.session_id:
+            self._refuse(c, RefuseCode.SESSION_UNKNOWN, "unknown session")
+            return
+        ephemeral = StationResume.ephemeral_of(hello)
+        if ephemeral in self._seen:
+            self._refuse(c, RefuseCode.RESUME_REFUSED, "replayed resume")
+            return
+        self._seen.append(ephemeral)
+        candidates = [self._secret] + ([self._pending_secret] if self._pending_secret else [])
+        try:
+            reply, result, index = StationResume(candidates, self.channel.delivered).receive_hello(
+                hello
+            )
+        except (ResumeRefused, PeerError):
+            self._refuse(c, RefuseCode.RESUME_REFUSED, "resume refused")
+            return
+        if index == 1:
+            # The phone holds the pending secret, so it saw our last accept: the old
+            # secret is dead from now on.
+            self._secret = self._pending_secret
+        self._pending_secret = result.keys.next_secret
+        self._open_records(c, result.keys)
+        c.candidate_secret = result.keys.next_secret
+        c.peer_cursor = result.peer_cursor
+        c.resumed = True
+        c.move(ConnState.OPEN)
+        self._out.data.append((c.id, reply))
+        c.last_sent = now
+
+    def _confirmed(self, c: _Conn, now: float) -> None:
+        # The phone's first record proves it completed the handshake and holds the new
+        # secret: commit it, and make this transport the session's link.
+        self._secret = c.candidate_secret
+        self._pending_secret = b""
+        if c.paired is not None:
+            self.session_id = self.session_id or self._session_of(c)
+            self.fingerprint = c.paired.fingerprint
+            self.phone_key = c.paired.phone_key
+            self._out.events.append(Paired(self.session_id, self.station, self.fingerprint))
+            c.paired = None
+        self._activate(c, c.peer_cursor, resumed=c.resumed, now=now)
+
+    @staticmethod
+    def _session_of(c: _Conn) -> bytes:
+        driver = c.driver
+        assert isinstance(driver, StationPairing)
+        return driver.session_id
+
+    def _transport_gone(
+        self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
+    ) -> None:
+        if c.driver is not None and self.session_id is None:
+            self._out.events.append(PairingFailed(reason))
+        super()._transport_gone(c, reason, now, during_handshake=during_handshake)
+
+
+__all__ = [
+    "SECRET_LEN",
+    "ConnState",
+    "Endpoint",
+    "PhoneEndpoint",
+    "PhoneState",
+    "Settings",
+    "StationEndpoint",
+]
