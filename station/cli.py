@@ -1,0 +1,200 @@
+"""The ``station`` command: run the kiosk daemon and talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from station import control
+from station.errors import ControlError, StationError
+from station.supervisor import StationConfig, Supervisor, default_control_path
+
+_CONTROL = click.option(
+    "--control",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Control socket (default: $XDG_RUNTIME_DIR/fieldstation.sock).",
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"station: {message}", err=True)
+    sys.exit(code)
+
+
+def _control_path(path: Path | None) -> Path:
+    return path or default_control_path()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fieldstation")
+def main() -> None:
+    """Field Station kiosk daemon: pair a medic's phone, mirror it, keep nothing."""
+
+
+@main.command()
+@click.option("--name", default="field-station", show_default=True, help="Station name shown to phones.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for the LAN).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="WebSocket port (0: any free port).")
+@click.option("--no-mdns", is_flag=True, help="Do not advertise on the LAN with mDNS.")
+@click.option("--inactivity", type=click.FloatRange(min=0.1), default=120.0, show_default=True, help="Log out after this many seconds without input at the kiosk.")
+@click.option("--max-session", type=click.FloatRange(min=0.1), default=43200.0, show_default=True, help="Log out a session this many seconds after pairing.")
+@click.option("--wipe-every", type=click.FloatRange(min=0.1), default=3600.0, show_default=True, help="Log out every session on this period (the scheduled wipe).")
+@click.option("--offer-ttl", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Seconds before a pairing offer rotates.")
+@_CONTROL
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+@click.option("-v", "--verbose", is_flag=True, help="Log states and counts to stderr (never content).")
+def start(
+    name: str,
+    host: str,
+    port: int,
+    no_mdns: bool,
+    inactivity: float,
+    max_session: float,
+    wipe_every: float,
+    offer_ttl: float,
+    control: Path | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Run the station supervisor until SIGINT/SIGTERM (every session is wiped)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    config = StationConfig(
+        name=name,
+        host=host,
+        port=port,
+        mdns=not no_mdns,
+        inactivity=inactivity,
+        max_session=max_session,
+        wipe_every=wipe_every,
+        control=control,
+        offer_ttl=offer_ttl,
+    )
+    emit = _json_printer if as_json else _human_printer
+    supervisor = Supervisor(config, emit)
+    try:
+        asyncio.run(supervisor.run())
+    except StationError as exc:
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        pass
+
+
+def _json_printer(event: dict[str, Any]) -> None:
+    click.echo(json.dumps(event, separators=(",", ":")))
+    sys.stdout.flush()
+
+
+def _human_printer(event: dict[str, Any]) -> None:
+    kind = event["event"]
+    if kind in ("ready", "offer"):
+        if kind == "ready":
+            click.echo(f"Station {event['name']!r} listening on port {event['port']}")
+            click.echo(f"Control socket: {event['control']}")
+        click.echo(_qr(event["pair_uri"]))
+        click.echo(f"Pairing code: {event['pair_code']}")
+        click.echo(f"Pairing URI:  {event['pair_uri']}")
+    elif kind == "paired":
+        click.echo(f"Paired session {event['session'][:16]} (phone {event['fingerprint']})")
+    elif kind in ("link_down", "link_up"):
+        state = "back online" if kind == "link_up" else "offline (queueing)"
+        click.echo(f"Session {event['session'][:16]}: {state}")
+    elif kind == "logout":
+        click.echo(f"Session {event['session'][:16]}: logout ({event['reason']})")
+    elif kind == "wiped":
+        undelivered = event["undelivered"]
+        note = f", {undelivered} command(s) never delivered" if undelivered else ""
+        click.echo(f"Session {event['session'][:16]}: wiped{note}")
+    elif kind == "pairing_failed":
+        click.echo("Pairing attempt failed; a new offer is shown")
+    sys.stdout.flush()
+
+
+def _qr(uri: str) -> str:
+    import io
+
+    import segno
+
+    buffer = io.StringIO()
+    segno.make(uri, error="m").terminal(out=buffer, compact=True)
+    return buffer.getvalue()
+
+
+@main.command()
+@_CONTROL
+@click.option("--session", default=None, help="Session id (prefix); needed with several sessions.")
+@click.argument("text")
+def send(control: Path | None, session: str | None, text: str) -> None:
+    """Send TEXT to the paired phone ('-' reads one command per line from stdin)."""
+    path = _control_path(control)
+    try:
+        route = control_request(path, {"op": "route", "session": session})
+        worker = Path(str(route["control"]))
+        lines = [text] if text != "-" else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
+        sent = 0
+        for line in lines:
+            reply = control.request(worker, {"op": "send", "text": line})
+            if not reply.get("ok"):
+                if sent:
+                    click.echo(f"{sent} command(s) queued before the failure", err=True)
+                _fail(str(reply.get("error", "refused")), 3 if reply.get("full") else 1)
+            sent += 1
+        click.echo(f"queued {sent} command(s) for session {str(route['session'])[:16]}")
+    except ControlError as exc:
+        _fail(str(exc))
+
+
+def control_request(path: Path, message: dict[str, Any]) -> dict[str, Any]:
+    reply = control.request(path, message)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "refused")))
+    return reply
+
+
+@main.command()
+@_CONTROL
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def status(control: Path | None, as_json: bool) -> None:
+    """Show the station's offer and sessions."""
+    try:
+        reply = control_request(_control_path(control), {"op": "status"})
+    except ControlError as exc:
+        _fail(str(exc))
+        return
+    reply.pop("ok", None)
+    if as_json:
+        click.echo(json.dumps(reply))
+        return
+    click.echo(f"Station {reply['name']!r} on port {reply['port']}, up {reply['uptime_s']} s")
+    if reply["offer_open"]:
+        click.echo(f"Pairing code: {reply['pair_code']}")
+    if not reply["sessions"]:
+        click.echo("No paired sessions.")
+    for s in reply["sessions"]:
+        state = "linked" if s["linked"] else "offline"
+        click.echo(
+            f"  {s['session'][:16]}  {state:7}  queued {s['depth']:5}  idle {s['idle_s']} s"
+            f"  phone {s['fingerprint']}"
+        )
+
+
+@main.command()
+@_CONTROL
+@click.option("--session", default=None, help="Session id (prefix); needed with several sessions.")
+def logout(control: Path | None, session: str | None) -> None:
+    """Log a session out: its worker process ends, which is the wipe."""
+    try:
+        reply = control_request(_control_path(control), {"op": "logout", "session": session})
+    except ControlError as exc:
+        _fail(str(exc))
+        return
+    for ended in reply["ended"]:
+        undelivered = ended["undelivered"]
+        note = f"; {undelivered} command(s) were never delivered" if undelivered else ""
+        click.echo(f"logged out session {str(ended['session'])[:16]}{note}")

@@ -1,0 +1,418 @@
+"""The station supervisor: the long-lived daemon behind ``station start``.
+
+It advertises the station, accepts phones' WebSockets, reads only the clear hello of
+each (version and routing id) and relays the opaque rest to the worker process that
+owns the offer or the session. It enforces the logout policy itself and ends workers;
+it never holds session keys or plaintext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from station import ipc
+from station.control import ControlServer
+from station.errors import ConfigError
+from station.workers import WorkerHandle, WorkerInfo
+from tunnel.aio.websocket import ws_options
+from tunnel.errors import MalformedRecord
+from tunnel.events import Settings
+from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 5.0
+MAX_CONNECTIONS = 64  # live WebSockets, paired or not: a flood is refused, not buffered
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    name: str = "field-station"
+    host: str = "127.0.0.1"
+    port: int = 8765
+    mdns: bool = True
+    inactivity: float = 120.0
+    max_session: float = 12 * 3600.0
+    wipe_every: float = 3600.0
+    control: Path | None = None
+    offer_ttl: float = 30.0
+    max_sessions: int = 16
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Supervisor:
+    def __init__(self, config: StationConfig, emit: Emit) -> None:
+        self.config = config
+        self.emit = emit
+        self.settings = Settings()
+        self.workers: dict[int, WorkerHandle] = {}
+        self.standby: WorkerHandle | None = None
+        self._next_worker = 0
+        self._conns: dict[int, tuple[ServerConnection, WorkerHandle]] = {}
+        self._next_conn = 0
+        self._live_sockets = 0
+        self._server: Server | None = None
+        self._control: ControlServer | None = None
+        self._advertiser: Any = None
+        self._stopping = asyncio.Event()
+        self._started = time.monotonic()
+        self.port = config.port
+        self.control_path = config.control or default_control_path()
+        self._spawn_lock = asyncio.Lock()
+        self._ready = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self._start()
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start(self) -> None:
+        try:
+            self._server = await serve(
+                self._handle_socket,
+                self.config.host,
+                self.config.port,
+                **ws_options(self.settings.max_record),  # type: ignore[arg-type]
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {self.config.port} on {self.config.host} is already in use"
+                    " (another station? choose --port)"
+                ) from None
+            raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc}") from None
+        sock = next(iter(self._server.sockets))
+        self.port = int(sock.getsockname()[1])
+        self.control_dir = Path(str(self.control_path) + ".d")
+        self.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.control_dir, 0o700)
+        self._control = ControlServer(self.control_path, self)
+        await self._control.start()
+        if self.config.mdns:
+            from station.mdns import StationAdvertiser
+
+            self._advertiser = StationAdvertiser(name=self.config.name, port=self.port)
+            await self._advertiser.start()
+        await self._ensure_standby()
+        asyncio.create_task(self._policy_loop())
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(
+            *(self.logout(w, "shutdown") for w in list(self.workers.values())),
+            return_exceptions=True,
+        )
+        if self._advertiser is not None:
+            with contextlib.suppress(Exception):
+                await self._advertiser.stop()
+        if self._control is not None:
+            await self._control.stop()
+        if self._server is not None:
+            await self._server.wait_closed()
+        with contextlib.suppress(OSError):
+            self.control_dir.rmdir()
+
+    def addresses(self) -> list[tuple[str, int]]:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            from station.net import lan_addresses
+
+            return [(a, self.port) for a in lan_addresses()] or [("127.0.0.1", self.port)]
+        return [(host, self.port)]
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def _ensure_standby(self) -> None:
+        async with self._spawn_lock:
+            if self.standby is not None or self._stopping.is_set():
+                return
+            paired = sum(1 for w in self.workers.values() if w.info.session)
+            if paired >= self.config.max_sessions:
+                return
+            self._next_worker += 1
+            handle = await WorkerHandle.spawn(
+                self._next_worker,
+                name=self.config.name,
+                addresses=self.addresses(),
+                control_dir=str(self.control_dir),
+                offer_ttl=self.config.offer_ttl,
+            )
+            self.workers[handle.info.id] = handle
+            self.standby = handle
+            handle.start(self._on_worker_event, self._on_worker_send, self._on_worker_close)
+            asyncio.create_task(self._reap(handle))
+
+    async def _reap(self, handle: WorkerHandle) -> None:
+        code = await handle.wait_closed()
+        info = handle.info
+        self.workers.pop(info.id, None)
+        for conn in list(handle.conns):
+            entry = self._conns.pop(conn, None)
+            if entry is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await entry[0].close(4000, "session ended")
+        was_standby = self.standby is handle
+        if was_standby:
+            self.standby = None
+        if info.session is not None:
+            reason = info.ended_reason or handle.stop_requested or (
+                "crashed" if code != 0 else "shutdown"
+            )
+            if info.ended_reason is None:
+                self.emit({"event": "logout", "session": info.session, "reason": reason})
+            self.emit(
+                {
+                    "event": "wiped",
+                    "session": info.session,
+                    "undelivered": info.undelivered if info.undelivered is not None else info.depth,
+                    "exit": code,
+                }
+            )
+        if not self._stopping.is_set():
+            await self._ensure_standby()
+            self._update_advert()
+
+    async def _on_worker_event(self, handle: WorkerHandle, event: dict[str, Any]) -> None:
+        info = handle.info
+        kind = event.get("event")
+        if kind == "offer":
+            info.offer_id = str(event["offer_id"])
+            info.pair_uri = str(event["pair_uri"])
+            info.pair_code = str(event["pair_code"])
+            info.offer_expires = float(event["expires_at"])
+            name = "ready" if not self._ready else "offer"
+            out = {
+                "event": name,
+                "pair_uri": info.pair_uri,
+                "pair_code": info.pair_code,
+                "expires_at": info.offer_expires,
+            }
+            if not self._ready:
+                self._ready = True
+                out.update(name=self.config.name, port=self.port, control=str(self.control_path))
+            self.emit(out)
+            self._update_advert()
+        elif kind == "paired":
+            info.session = str(event["session"])
+            info.fingerprint = event.get("fingerprint")
+            info.device = event.get("device")
+            info.control = event.get("control")
+            info.paired_at = time.monotonic()
+            info.last_input = time.monotonic()
+            info.linked = True
+            info.offer_id = info.pair_uri = info.pair_code = None
+            if self.standby is handle:
+                self.standby = None
+            self.emit(
+                {
+                    "event": "paired",
+                    "session": info.session,
+                    "device": info.device,
+                    "fingerprint": info.fingerprint,
+                }
+            )
+            await self._ensure_standby()
+        elif kind in ("link_up", "link_down") and info.session:
+            info.linked = kind == "link_up"
+            self.emit({"event": kind, "session": info.session})
+        elif kind == "queued" and info.session:
+            info.depth = int(event["depth"])
+            self.emit({"event": "queued", "session": info.session, "depth": info.depth})
+        elif kind == "activity":
+            info.last_input = time.monotonic()
+        elif kind == "ended":
+            info.ended_reason = str(event.get("reason", "explicit"))
+            info.undelivered = int(event.get("undelivered", 0))
+            if info.session:
+                reason = handle.stop_requested or info.ended_reason
+                info.ended_reason = reason
+                self.emit({"event": "logout", "session": info.session, "reason": reason})
+        elif kind == "hardening":
+            info.hardening = event
+        elif kind == "pairing_failed":
+            self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
+
+    async def _on_worker_send(self, conn: int, data: bytes) -> None:
+        entry = self._conns.get(conn)
+        if entry is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await entry[0].send(data)
+
+    async def _on_worker_close(self, conn: int, reason: str) -> None:
+        entry = self._conns.pop(conn, None)
+        if entry is not None:
+            entry[1].conns.discard(conn)
+            with contextlib.suppress(ConnectionClosed):
+                await entry[0].close(4000, reason[:120])
+
+    def _update_advert(self) -> None:
+        if self._advertiser is not None:
+            open_offer = self.standby is not None and self.standby.info.pair_uri is not None
+            asyncio.create_task(self._advertiser.set_offer_open(open_offer))
+
+    # -- phones ----------------------------------------------------------------------
+
+    async def _handle_socket(self, ws: ServerConnection) -> None:
+        if self._live_sockets >= MAX_CONNECTIONS:
+            await ws.close(1013, "busy")
+            return
+        self._live_sockets += 1
+        try:
+            await self._relay(ws)
+        finally:
+            self._live_sockets -= 1
+
+    async def _relay(self, ws: ServerConnection) -> None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                first = await ws.recv()
+        except (TimeoutError, ConnectionClosed):
+            return
+        if isinstance(first, str):
+            await ws.close(4000, "text frames are not spoken here")
+            return
+        try:
+            hello = parse_hello(first)
+        except MalformedRecord:
+            await self._refuse(ws, RefuseCode.MALFORMED, "malformed hello")
+            return
+        handle = self._route(hello.kind, hello.routing_id)
+        if handle is None:
+            code = (
+                RefuseCode.SESSION_UNKNOWN
+                if hello.kind is MessageType.RESUME
+                else RefuseCode.OFFER_UNKNOWN
+            )
+            await self._refuse(ws, code, "unknown session" if code is RefuseCode.SESSION_UNKNOWN else "unknown or rotated offer")
+            return
+        self._next_conn += 1
+        conn = self._next_conn
+        self._conns[conn] = (ws, handle)
+        handle.conns.add(conn)
+        try:
+            if not await handle.send(ipc.Frame(ipc.FrameType.OPEN, conn)):
+                return
+            await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, first))
+            async for message in ws:
+                if isinstance(message, str):
+                    break
+                if not await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, message)):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._conns.pop(conn, None) is not None:
+                handle.conns.discard(conn)
+                await handle.send(ipc.Frame(ipc.FrameType.LOST, conn))
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close()
+
+    def _route(self, kind: MessageType, routing_id: bytes) -> WorkerHandle | None:
+        if kind is MessageType.RESUME:
+            wanted = routing_id.hex()
+            for handle in self.workers.values():
+                if handle.info.session == wanted and handle.stop_requested is None:
+                    return handle
+            return None
+        standby = self.standby
+        if standby is None or standby.info.pair_uri is None:
+            return None
+        if kind is MessageType.PAIR_URI and routing_id.hex() != standby.info.offer_id:
+            return None
+        return standby
+
+    async def _refuse(self, ws: ServerConnection, code: RefuseCode, reason: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(encode_refusal(code, reason))
+            await ws.close(4000, reason)
+
+    # -- policy ----------------------------------------------------------------------
+
+    async def logout(self, handle: WorkerHandle, reason: str) -> None:
+        await handle.stop(reason)
+
+    def find(self, session: str | None) -> list[WorkerHandle]:
+        paired = [w for w in self.workers.values() if w.info.session]
+        if session is None:
+            return paired
+        return [w for w in paired if w.info.session and w.info.session.startswith(session)]
+
+    async def _policy_loop(self) -> None:
+        cfg = self.config
+        next_wipe = time.monotonic() + cfg.wipe_every
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for handle in list(self.workers.values()):
+                info = handle.info
+                if not info.session or handle.stop_requested:
+                    continue
+                if now - info.last_input >= cfg.inactivity:
+                    asyncio.create_task(self.logout(handle, "inactivity"))
+                elif info.paired_at is not None and now - info.paired_at >= cfg.max_session:
+                    asyncio.create_task(self.logout(handle, "max-age"))
+            if now >= next_wipe:
+                next_wipe = now + cfg.wipe_every
+                for handle in self.find(None):
+                    if not handle.stop_requested:
+                        asyncio.create_task(self.logout(handle, "scheduled"))
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        sessions = []
+        for handle in self.find(None):
+            info: WorkerInfo = handle.info
+            sessions.append(
+                {
+                    "session": info.session,
+                    "fingerprint": info.fingerprint,
+                    "linked": info.linked,
+                    "depth": info.depth,
+                    "idle_s": round(now - info.last_input, 1),
+                    "age_s": round(now - (info.paired_at or now), 1),
+                    "control": info.control,
+                    "ending": handle.stop_requested,
+                }
+            )
+        standby = self.standby.info if self.standby is not None else None
+        return {
+            "name": self.config.name,
+            "port": self.port,
+            "uptime_s": round(now - self._started, 1),
+            "offer_open": bool(standby and standby.pair_uri),
+            "pair_uri": standby.pair_uri if standby else None,
+            "pair_code": standby.pair_code if standby else None,
+            "sessions": sessions,
+        }
+
+
+def default_control_path() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime else Path(f"/tmp/fieldstation-{os.getuid()}")
+    return base / "fieldstation.sock"

@@ -1,0 +1,335 @@
+"""A session worker: one process per pairing offer and then per session.
+
+Started fresh by the supervisor (``python -I -B -m station.worker``, never a fork), it
+holds everything secret about one session: the offer's keys, the session's keys, the
+outage queue and the mirror of the phone, all in RAM. Its stdin is a socketpair to the
+supervisor (see ``station.ipc``). Ending this process is the wipe.
+
+Typed commands reach it on its own control socket, straight from ``station send``, so
+no plaintext ever passes through the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from station import ipc
+from station.errors import StationError
+from station.mirror import Mirror, MirrorError, decode_update, encode_command
+from tunnel.aio.pump import EndpointPump
+from tunnel.errors import QueueFull, SessionClosed
+from tunnel.events import (
+    Acked,
+    Event,
+    LinkDown,
+    LinkUp,
+    MessageReceived,
+    Paired,
+    PairingFailed,
+    SessionEnded,
+    Settings,
+)
+from tunnel.handshake import StationOffer
+from tunnel.offer import new_offer
+from tunnel.pake import generate_code
+from tunnel.session import StationEndpoint
+from wipe.harden import harden_process
+from wipe.memdb import open_memory_db
+
+DRAIN_GRACE = 1.5  # seconds a logging-out worker gives its queue to reach the phone
+
+
+class _IpcTransport:
+    """A phone's WebSocket as seen from the worker: frames relayed by the supervisor."""
+
+    def __init__(self, out: ipc.FrameWriter, conn: int) -> None:
+        self._out = out
+        self._conn = conn
+
+    async def send(self, data: bytes) -> None:
+        await self._out.write(ipc.Frame(ipc.FrameType.SEND, self._conn, data))
+
+    async def close(self, reason: str) -> None:
+        await self._out.write(ipc.Frame(ipc.FrameType.CLOSE, self._conn, reason.encode()))
+
+
+class Worker:
+    def __init__(self, args: argparse.Namespace, out: ipc.FrameWriter) -> None:
+        self.args = args
+        self.out = out
+        self.settings = Settings()
+        self.addresses = [_parse_address(a) for a in args.address]
+        self.mirror: Mirror | None = None
+        self.pump: EndpointPump | None = None
+        self.stopping: asyncio.Event = asyncio.Event()
+        self.stop_reason = "shutdown"
+        self.conn_map: dict[int, int] = {}  # supervisor conn -> pump conn
+        self.control_server: asyncio.AbstractServer | None = None
+        self.control_path: Path | None = None
+        self.last_depth = -1
+
+    # -- offers ----------------------------------------------------------------------
+
+    def make_offer(self) -> StationOffer:
+        offer, keypair = new_offer(
+            self.args.name, self.addresses, now=time.time(), ttl=self.args.offer_ttl
+        )
+        self.offer_uri = offer.to_uri()
+        self.offer_code = generate_code()
+        self.offer_expires = offer.expires_at
+        return StationOffer(offer.offer_id, keypair, offer.psk(), self.offer_code)
+
+    async def announce_offer(self, offer: StationOffer) -> None:
+        await self.out.write(
+            ipc.event_frame(
+                event="offer",
+                offer_id=offer.offer_id.hex(),
+                pair_uri=self.offer_uri,
+                pair_code=self.offer_code,
+                expires_at=self.offer_expires,
+            )
+        )
+
+    async def rotate_offers(self, endpoint: StationEndpoint) -> None:
+        while endpoint.session_id is None and endpoint.ended is None:
+            await asyncio.sleep(self.args.offer_ttl)
+            if endpoint.session_id is None and endpoint.ended is None:
+                offer = self.make_offer()
+                endpoint.replace_offer(offer)
+                await self.announce_offer(offer)
+
+    # -- events from the tunnel -------------------------------------------------------
+
+    async def on_event(self, event: Event) -> None:
+        assert self.pump is not None
+        endpoint = self.pump.endpoint
+        assert isinstance(endpoint, StationEndpoint)
+        if isinstance(event, Paired):
+            await self.open_control(event.session_id)
+            await self.out.write(
+                ipc.event_frame(
+                    event="paired",
+                    session=event.session_id.hex(),
+                    fingerprint=event.fingerprint,
+                    device=(endpoint.phone_key or b"").hex()[:16],
+                    control=str(self.control_path),
+                )
+            )
+        elif isinstance(event, PairingFailed):
+            if endpoint.session_id is None and endpoint.ended is None:
+                offer = self.make_offer()
+                endpoint.replace_offer(offer)
+                await self.out.write(ipc.event_frame(event="pairing_failed", reason=event.reason))
+                await self.announce_offer(offer)
+        elif isinstance(event, LinkUp):
+            await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
+        elif isinstance(event, LinkDown):
+            await self.out.write(ipc.event_frame(event="link_down", reason=event.reason))
+        elif isinstance(event, MessageReceived):
+            await self.apply_update(event.payload)
+        elif isinstance(event, Acked):
+            await self.report_depth()
+        elif isinstance(event, SessionEnded):
+            reason = "remote" if event.by_peer else self.stop_reason
+            await self.out.write(
+                ipc.event_frame(event="ended", reason=reason, undelivered=event.undelivered)
+            )
+            self.stopping.set()
+
+    async def apply_update(self, payload: bytes) -> None:
+        assert self.mirror is not None
+        try:
+            update = decode_update(payload)
+        except MirrorError as exc:
+            await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
+            return
+        await self.mirror.apply(update)
+        chats, messages = await self.mirror.counts()
+        await self.out.write(
+            ipc.event_frame(event="mirror", version=update.version, chats=chats, messages=messages)
+        )
+
+    async def report_depth(self) -> None:
+        assert self.pump is not None
+        depth = self.pump.endpoint.undelivered
+        if depth != self.last_depth:
+            self.last_depth = depth
+            await self.out.write(ipc.event_frame(event="queued", depth=depth))
+
+    # -- the session's control socket ------------------------------------------------
+
+    async def open_control(self, session_id: bytes) -> None:
+        directory = Path(self.args.control_dir)
+        self.control_path = directory / f"{session_id.hex()[:16]}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            self.control_path.unlink()
+        self.control_server = await asyncio.start_unix_server(
+            self.handle_control, path=str(self.control_path)
+        )
+        os.chmod(self.control_path, 0o600)
+
+    async def handle_control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while line := await reader.readline():
+                reply = await self.control_request(line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def control_request(self, line: bytes) -> dict[str, Any]:
+        assert self.pump is not None
+        try:
+            request = json.loads(line)
+            op = request["op"]
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "malformed request"}
+        if op == "send":
+            text = request.get("text")
+            if not isinstance(text, str):
+                return {"ok": False, "error": "send needs text"}
+            try:
+                payload = encode_command(text)
+                seq = await self.pump.send(payload)
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            except QueueFull as exc:
+                return {"ok": False, "error": str(exc), "full": True, "depth": exc.depth}
+            except SessionClosed:
+                return {"ok": False, "error": "the session has ended"}
+            await self.out.write(ipc.event_frame(event="activity"))
+            await self.report_depth()
+            return {"ok": True, "seq": seq, "depth": self.pump.endpoint.undelivered}
+        if op == "status":
+            endpoint = self.pump.endpoint
+            chats, messages = await self.mirror.counts() if self.mirror else (0, 0)
+            return {
+                "ok": True,
+                "linked": endpoint.linked,
+                "depth": endpoint.undelivered,
+                "chats": chats,
+                "messages": messages,
+            }
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    # -- the supervisor pipe ---------------------------------------------------------
+
+    async def read_supervisor(self, reader: asyncio.StreamReader) -> None:
+        assert self.pump is not None
+        while True:
+            frame = await ipc.read_frame(reader)
+            if frame is None:
+                # The supervisor is gone: nothing of ours may outlive it.
+                self.stop_reason = "shutdown"
+                self.stopping.set()
+                return
+            if frame.type is ipc.FrameType.OPEN:
+                self.conn_map[frame.conn] = await self.pump.attach(
+                    _IpcTransport(self.out, frame.conn)
+                )
+            elif frame.type is ipc.FrameType.DATA:
+                conn = self.conn_map.get(frame.conn)
+                if conn is not None:
+                    await self.pump.feed(conn, frame.body)
+            elif frame.type is ipc.FrameType.LOST:
+                conn = self.conn_map.pop(frame.conn, None)
+                if conn is not None:
+                    await self.pump.lost(conn)
+            elif frame.type is ipc.FrameType.STOP:
+                self.stop_reason = str(frame.json().get("reason", "explicit"))
+                self.stopping.set()
+
+    async def run(self, reader: asyncio.StreamReader) -> int:
+        report = harden_process(expected_ppid=self.args.ppid)
+        await self.out.write(ipc.event_frame(event="hardening", **report.as_dict()))
+        db = await open_memory_db()
+        self.mirror = Mirror(db)
+        await self.mirror.setup()
+        offer = self.make_offer()
+        endpoint = StationEndpoint(self.settings, station=self.args.name, offer=offer)
+        self.pump = EndpointPump(endpoint, self.on_event)
+        await self.announce_offer(offer)
+        tasks = [
+            asyncio.create_task(self.read_supervisor(reader)),
+            asyncio.create_task(self.rotate_offers(endpoint)),
+        ]
+        await self.stopping.wait()
+        if endpoint.ended is None:
+            await self.drain_then_close(endpoint)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pump.aclose()
+        if self.control_server is not None:
+            self.control_server.close()
+        if self.control_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.control_path.unlink()
+        await db.close()
+        return 0
+
+    async def drain_then_close(self, endpoint: StationEndpoint) -> None:
+        assert self.pump is not None
+        deadline = time.monotonic() + DRAIN_GRACE
+        while endpoint.linked and endpoint.undelivered and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self.pump.wait_changed()
+        await self.pump.close(self.stop_reason)
+        # Let the Close record reach the supervisor before the process ends.
+        await asyncio.sleep(0)
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="station.worker", description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="socketpair fd to the supervisor")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--address", action="append", default=[], help="HOST:PORT, repeatable")
+    parser.add_argument("--control-dir", required=True)
+    parser.add_argument("--offer-ttl", type=float, default=30.0)
+    parser.add_argument("--ppid", type=int, required=True)
+    return parser.parse_args(argv)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    sock = socket.socket(fileno=args.fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    out = ipc.FrameWriter(writer)
+    worker = Worker(args, out)
+    try:
+        return await worker.run(reader)
+    finally:
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        out.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return asyncio.run(_main(args))
+    except StationError as exc:
+        print(f"station worker: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
