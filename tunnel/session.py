@@ -172,13 +172,13 @@ class Endpoint:
             if c.state is ConnState.CLOSED:
                 continue
             if c.state is ConnState.HANDSHAKE:
-                if now - c.opened_at >= self.settings.handshake_timeout:
+                if now >= c.opened_at + self.settings.handshake_timeout:
                     self._peer_failed(c, LinkTimeout("handshake timed out"), now)
                 continue
-            if now - c.last_received >= self.settings.link_timeout:
+            if now >= c.last_received + self.settings.link_timeout:
                 self._peer_failed(c, LinkTimeout("no sign of life"), now)
                 continue
-            if now - c.last_sent >= self.settings.ping_interval:
+            if now >= c.last_sent + self.settings.ping_interval:
                 c.ping_token += 1
                 self._send_frame(c, Ping(self._acked_cursor, c.ping_token), now)
         self._flush(now)
@@ -299,6 +299,8 @@ class Endpoint:
     def _flush(self, now: float) -> None:
         c = self._active
         if c is None or self.ended is not None:
+            # No link: the next activation acknowledges everything anyway.
+            self._ack_due = None
             return
         for seq, payload in self.channel.take_sendable():
             self._send_frame(c, Data(seq, self._acked_cursor, payload), now)

@@ -83,6 +83,7 @@ class ConnectionPair:
 
     def step(self) -> bool:
         """Deliver one pending message (station-bound first). False when nothing moved."""
+        self._collect()  # what the endpoints produced on direct calls (send, close)
         for t in list(self.transports.values()):
             if t.blackholed:
                 continue
@@ -110,7 +111,9 @@ class ConnectionPair:
         target = self.now + dt
         while True:
             deadlines = [
-                d for d in (self.phone.next_deadline(), self.station.next_deadline()) if d
+                d
+                for d in (self.phone.next_deadline(), self.station.next_deadline())
+                if d is not None
             ]
             due = min((d for d in deadlines if d <= target), default=None)
             if due is None:

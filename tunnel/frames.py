@@ -1,0 +1,115 @@
+"""The frames inside a record: Data, Ack, Ping, Pong, Close.
+
+Compact and fixed: one type byte, big-endian integers, then bytes. Every frame but
+Close carries a cumulative ack, so acknowledgements ride on whatever flows.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from tunnel.errors import MalformedRecord, UsageError
+
+MAX_CLOSE_REASON = 123
+
+
+class FrameType(IntEnum):
+    DATA = 1
+    ACK = 2
+    PING = 3
+    PONG = 4
+    CLOSE = 5
+
+
+class CloseCode(IntEnum):
+    LOGOUT = 1
+    PROTOCOL_ERROR = 2
+    SHUTDOWN = 3
+    SESSION_UNKNOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    seq: int
+    ack: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ack: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ack: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    ack: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+Frame = Data | Ack | Ping | Pong | Close
+
+_U64 = struct.Struct(">Q")
+_TWO_U64 = struct.Struct(">QQ")
+_DATA = struct.Struct(">BQQ")
+_MAX_U64 = (1 << 64) - 1
+
+
+def encode_frame(frame: Frame) -> bytes:
+    try:
+        if isinstance(frame, Data):
+            return _DATA.pack(FrameType.DATA, frame.seq, frame.ack) + frame.payload
+        if isinstance(frame, Ack):
+            return bytes([FrameType.ACK]) + _U64.pack(frame.ack)
+        if isinstance(frame, Ping):
+            return bytes([FrameType.PING]) + _TWO_U64.pack(frame.ack, frame.token)
+        if isinstance(frame, Pong):
+            return bytes([FrameType.PONG]) + _TWO_U64.pack(frame.ack, frame.token)
+    except struct.error:
+        raise UsageError("frame field out of range") from None
+    reason = frame.reason.encode("ascii", "replace")
+    if len(reason) > MAX_CLOSE_REASON or not 0 <= frame.code <= 255:
+        raise UsageError("close reason too long or code out of range")
+    return bytes([FrameType.CLOSE, frame.code]) + reason
+
+
+def decode_frame(data: bytes) -> Frame:
+    if not data:
+        raise MalformedRecord("empty frame")
+    kind = data[0]
+    if kind == FrameType.DATA:
+        if len(data) < _DATA.size:
+            raise MalformedRecord("short data frame")
+        _, seq, ack = _DATA.unpack_from(data)
+        return Data(seq, ack, bytes(data[_DATA.size :]))
+    if kind == FrameType.ACK:
+        if len(data) != 1 + _U64.size:
+            raise MalformedRecord("bad ack frame")
+        return Ack(_U64.unpack_from(data, 1)[0])
+    if kind in (FrameType.PING, FrameType.PONG):
+        if len(data) != 1 + _TWO_U64.size:
+            raise MalformedRecord("bad ping frame")
+        ack, token = _TWO_U64.unpack_from(data, 1)
+        return Ping(ack, token) if kind == FrameType.PING else Pong(ack, token)
+    if kind == FrameType.CLOSE:
+        if len(data) < 2 or len(data) > 2 + MAX_CLOSE_REASON:
+            raise MalformedRecord("bad close frame")
+        try:
+            reason = data[2:].decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedRecord("close reason not ASCII") from None
+        return Close(data[1], reason)
+    raise MalformedRecord("unknown frame type")
