@@ -139,8 +139,6 @@ class Endpoint:
         if conn in self._conns:
             raise UsageError(f"transport {conn} already known")
         self._conns[conn] = _Conn(conn, now, last_received=now, last_sent=now)
-        if self.ended is not None:
-            self._close_conn(self._conns[conn], "session ended")
 
     def receive(self, conn: int, data: bytes, now: float) -> None:
         c = self._conns.get(conn)
@@ -210,6 +208,9 @@ class Endpoint:
         if self.ended is not None:
             return
         if self._active is not None:
+            if self._acked_cursor > self._ack_sent:
+                # Let the peer count what we did receive before it reports losses.
+                self._send_frame(self._active, Ack(self._acked_cursor), now)
             self._send_frame(self._active, Close(code, reason), now)
         self._end(reason, by_peer=False)
 
@@ -267,7 +268,7 @@ class Endpoint:
         self._on_frame(c, frame, now)
 
     def _on_frame(self, c: _Conn, frame: Frame, now: float) -> None:
-        newly = self.channel.on_ack(frame.ack) if not isinstance(frame, Close) else 0
+        newly = 0 if isinstance(frame, Close) else self.channel.on_ack(frame.ack)
         if newly:
             self._out.events.append(Acked(self.channel.acked))
         if isinstance(frame, Data):
@@ -454,7 +455,8 @@ class PhoneEndpoint(Endpoint):
     def connection_made(self, conn: int, now: float) -> None:
         super().connection_made(conn, now)
         c = self._conns[conn]
-        if c.state is ConnState.CLOSED:
+        if self.ended is not None:
+            self._close_conn(c, "session ended")
             return
         driver: PhonePairByUri | PhonePairByCode | PhoneResume
         if self.session_id is not None:

@@ -25,6 +25,7 @@ class _Transport:
     to_station: deque[bytes] = field(default_factory=deque)
     to_phone: deque[bytes] = field(default_factory=deque)
     blackholed: bool = False
+    phone_attached: bool = True  # False: an attacker's transport, unknown to the phone
     closed_by: str | None = None
     carried: list[tuple[str, bytes]] = field(default_factory=list)  # (destination, bytes)
 
@@ -46,14 +47,19 @@ class ConnectionPair:
 
     # -- transports ------------------------------------------------------------------
 
-    def connect(self) -> int:
-        """Open a new transport (the phone dials; the station accepts)."""
+    def connect(self, *, phone: bool = True) -> int:
+        """Open a new transport (the phone dials; the station accepts).
+
+        With ``phone=False`` the transport is an attacker's: only the station sees it,
+        and what the station writes to it goes nowhere.
+        """
         self._next_conn += 1
-        t = _Transport(self._next_conn)
+        t = _Transport(self._next_conn, phone_attached=phone)
         self.transports[t.conn] = t
-        self.current = t
         self.station.connection_made(t.conn, self.now)
-        self.phone.connection_made(t.conn, self.now)
+        if phone:
+            self.current = t
+            self.phone.connection_made(t.conn, self.now)
         self._collect()
         return t.conn
 
@@ -94,6 +100,8 @@ class ConnectionPair:
                 if queue:
                     data = queue.popleft()
                     t.carried.append((name, data))
+                    if name == PHONE and not t.phone_attached:
+                        return True
                     endpoint.receive(t.conn, data, self.now)
                     self._collect()
                     return True
@@ -151,7 +159,8 @@ class ConnectionPair:
         if self.current is t:
             self.current = None
         self.station.connection_lost(t.conn, self.now)
-        self.phone.connection_lost(t.conn, self.now)
+        if t.phone_attached:
+            self.phone.connection_lost(t.conn, self.now)
         self._collect()
 
     def _collect(self) -> None:
@@ -189,7 +198,8 @@ class ConnectionPair:
                 if t.to_phone:
                     data = t.to_phone.popleft()
                     t.carried.append((PHONE, data))
-                    self.phone.receive(t.conn, data, self.now)
+                    if t.phone_attached:
+                        self.phone.receive(t.conn, data, self.now)
                 for endpoint in (self.phone, self.station):
                     self._absorb(endpoint, t)
         self._drop(t)

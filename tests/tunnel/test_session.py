@@ -1,0 +1,258 @@
+"""The endpoint state machines, driven deterministically through a ConnectionPair."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tunnel.helpers import make_pair, paired, received, station_offer
+from tunnel.errors import QueueFull, SessionClosed
+from tunnel.events import (
+    LinkDown,
+    LinkUp,
+    Paired,
+    PairingFailed,
+    SessionEnded,
+    Settings,
+    StateChanged,
+)
+from tunnel.handshake import MessageType
+from tunnel.identity import PhoneIdentity
+from tunnel.session import PhoneEndpoint
+from tunnel.testing.pair import PHONE, STATION, ConnectionPair
+
+
+def _ended(events: list[object]) -> list[SessionEnded]:
+    return [e for e in events if isinstance(e, SessionEnded)]
+
+
+def _first_to_station(pair: ConnectionPair, conn: int) -> bytes:
+    return next(d for dest, d in pair.transports[conn].carried if dest == STATION)
+
+
+def test_pair_by_uri_binds_the_phone_identity() -> None:
+    setup = paired()
+    pair = setup.pair
+    station_paired = [e for e in pair.station_events if isinstance(e, Paired)]
+    phone_paired = [e for e in pair.phone_events if isinstance(e, Paired)]
+    assert station_paired[0].fingerprint == setup.identity.fingerprint
+    assert phone_paired[0].session_id == station_paired[0].session_id
+    assert phone_paired[0].station == "Clinic"
+    assert any(isinstance(e, StateChanged) for e in pair.phone_events)
+
+
+def test_pair_by_code() -> None:
+    offer, so = station_offer()
+    setup = make_pair(code=so.code)  # the helper builds its own offer; use its code
+    pair = setup.pair
+    code = setup.station_offer.code
+    phone = PhoneEndpoint(Settings(), identity=PhoneIdentity.generate(), code=code)
+    pair.phone = phone
+    pair.connect()
+    pair.transfer()
+    assert phone.linked and pair.station.linked
+    assert pair.station.fingerprint is not None
+
+
+def test_wrong_code_is_refused_and_the_offer_burns() -> None:
+    setup = make_pair(code="0000-0001")
+    pair = setup.pair
+    if setup.station_offer.code == "0000-0001":
+        pytest.skip("the random code happened to match")
+    pair.connect()
+    pair.transfer()
+    assert any(isinstance(e, PairingFailed) for e in pair.station_events)
+    assert any(isinstance(e, PairingFailed) for e in pair.phone_events)
+    assert pair.phone.ended is not None and not pair.station.offer_open
+    # Even the right code cannot be tried on a burnt offer.
+    right = PhoneEndpoint(
+        Settings(), identity=PhoneIdentity.generate(), code=setup.station_offer.code
+    )
+    pair.phone = right
+    pair.connect()
+    pair.transfer()
+    assert right.ended is not None and not pair.station.linked
+
+
+def test_offer_is_single_use_and_a_replayed_hello_is_refused() -> None:
+    setup = paired()
+    pair = setup.pair
+    hello = _first_to_station(pair, 1)
+    assert hello[0] == MessageType.PAIR_URI
+    second = PhoneEndpoint(
+        Settings(),
+        identity=PhoneIdentity.generate(),
+        uri_offer=(setup.offer.offer_id, setup.offer.public_key, setup.offer.psk()),
+    )
+    pair.phone, first = second, pair.phone
+    pair.connect()
+    pair.transfer()
+    assert second.ended is not None and "offer" in second.ended
+    pair.phone = first
+    attacker = pair.connect(phone=False)  # an attacker replays the pairing hello
+    pair.inject(STATION, hello, attacker)
+    pair.transfer()
+    assert attacker not in pair.transports
+    pair.connect()  # the real phone resumes, undisturbed
+    pair.transfer()
+    assert first.linked and pair.station.linked
+
+
+def test_messages_survive_cuts_exactly_once_in_order() -> None:
+    pair = paired().pair
+    sent = []
+    for i in range(300):
+        payload = b"cmd-%d" % i
+        pair.station.send(payload, pair.now)
+        pair.phone.send(b"msg-%d" % i, pair.now)
+        sent.append(payload)
+        if i % 37 == 0:
+            pair.step()
+            pair.cut()
+            pair.connect()
+    pair.transfer()
+    assert received(pair.phone_events) == sent
+    assert received(pair.station_events) == [b"msg-%d" % i for i in range(300)]
+    pair.advance(0.1)  # the delayed acks
+    assert pair.station.undelivered == 0 and pair.phone.undelivered == 0
+
+
+def test_each_resume_ratchets_and_a_used_secret_is_refused() -> None:
+    pair = paired().pair
+    secrets = [pair.phone.export_state().secret]
+    hellos = []
+    for _ in range(3):
+        pair.cut()
+        conn = pair.connect()
+        pair.transfer()
+        hellos.append(_first_to_station(pair, conn))
+        secrets.append(pair.phone.export_state().secret)
+    assert len(set(secrets)) == 4
+    # A stale resume hello (its secret is two ratchets old) on a fresh transport.
+    attacker = pair.connect(phone=False)
+    pair.inject(STATION, hellos[0], attacker)
+    pair.transfer()
+    assert attacker not in pair.transports  # refused and closed
+    assert pair.station.linked and pair.phone.linked
+
+
+def test_exact_replay_of_a_resume_hello_is_refused() -> None:
+    pair = paired().pair
+    pair.cut()
+    conn = pair.connect()
+    pair.transfer()
+    hello = _first_to_station(pair, conn)
+    attacker = pair.connect(phone=False)
+    pair.inject(STATION, hello, attacker)
+    pair.transfer()
+    assert attacker not in pair.transports
+    assert pair.station.linked and pair.phone.linked
+
+
+def test_lost_accept_and_lost_confirmation_both_resume() -> None:
+    pair = paired().pair
+    pair.station.send(b"one", pair.now)
+    pair.transfer()
+    # 1. The station accepts a resume but the ACCEPT never reaches the phone.
+    pair.cut()
+    pair.connect()
+    pair.step()  # hello -> station; ACCEPT now waits for the phone
+    pair.cut()
+    # 2. The phone completes the next resume but its confirmation is lost.
+    pair.connect()
+    pair.step()
+    pair.step()  # ACCEPT -> phone; its confirming Ack waits for the station
+    pair.cut()
+    pair.station.send(b"two", pair.now)
+    pair.connect()
+    pair.transfer()
+    assert pair.phone.linked and pair.station.linked
+    assert received(pair.phone_events) == [b"one", b"two"]
+
+
+def test_logout_ends_the_session_for_good() -> None:
+    pair = paired().pair
+    pair.station.send(b"queued", pair.now)
+    pair.station.close("explicit", pair.now)
+    pair.transfer()
+    assert _ended(pair.phone_events)[0].reason == "explicit"
+    assert _ended(pair.phone_events)[0].by_peer
+    with pytest.raises(SessionClosed):
+        pair.station.send(b"late", pair.now)
+    # A phone that missed the Close and tries to resume is told the session ended.
+    setup = paired()
+    p2 = setup.pair
+    p2.cut()
+    p2.station.close("explicit", p2.now)
+    p2.connect()
+    p2.transfer()
+    assert p2.phone.ended is not None and "ended" in p2.phone.ended
+
+
+def test_remote_logout_from_the_phone() -> None:
+    pair = paired().pair
+    pair.phone.close("remote", pair.now)
+    pair.transfer()
+    ended = _ended(pair.station_events)
+    assert ended and ended[0].reason == "remote" and ended[0].by_peer
+
+
+def test_oversized_and_forged_records_drop_the_transport_not_the_session() -> None:
+    pair = paired().pair
+    pair.inject(PHONE, b"\x00" * (Settings().max_record + 1))
+    pair.transfer()
+    assert any(isinstance(e, LinkDown) for e in pair.phone_events)
+    pair.connect()
+    pair.transfer()
+    pair.inject(STATION, b"\x00" * 8 + b"\xff" * 40)  # right counter, forged tag
+    pair.transfer()
+    assert not pair.station.linked
+    pair.connect()
+    pair.station.send(b"still here", pair.now)
+    pair.transfer()
+    assert received(pair.phone_events) == [b"still here"]
+
+
+def test_a_full_queue_refuses_while_offline() -> None:
+    pair = paired(settings=Settings(queue_max_count=5)).pair
+    pair.cut()
+    for i in range(5):
+        pair.station.send(b"%d" % i, pair.now)
+    with pytest.raises(QueueFull):
+        pair.station.send(b"overflow", pair.now)
+    pair.connect()
+    pair.transfer()
+    assert received(pair.phone_events) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_blackhole_is_noticed_by_liveness_and_resumed() -> None:
+    pair = paired().pair
+    pair.blackhole()
+    pair.station.send(b"during", pair.now)
+    start = pair.now
+    pair.run_until(lambda: not pair.phone.linked and not pair.station.linked, timeout=10)
+    assert pair.now - start <= Settings().link_timeout + 0.05
+    pair.connect()
+    pair.transfer()
+    assert received(pair.phone_events) == [b"during"]
+    assert any(isinstance(e, LinkUp) and e.resumed for e in pair.phone_events)
+
+
+def test_manual_ack_and_restart_from_saved_state() -> None:
+    manual = Settings(auto_ack=False)
+    setup = paired(phone_settings=manual)
+    pair = setup.pair
+    for i in range(4):
+        pair.station.send(b"%d" % i, pair.now)
+    pair.transfer()
+    assert pair.station.undelivered == 4  # delivered, not yet durably applied
+    pair.phone.acknowledge(2, pair.now)
+    pair.advance(0.1)
+    assert pair.station.undelivered == 2
+    # The phone dies; it had applied 1..2. A new process resumes from saved state.
+    state = pair.phone.export_state()
+    pair.cut()
+    pair.phone = PhoneEndpoint(manual, state=state)
+    pair.phone_events.clear()
+    pair.connect()
+    pair.transfer()
+    assert received(pair.phone_events) == [b"2", b"3"]  # 3 and 4 again, never 1 or 2
