@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from nacl.exceptions import BadSignatureError, ValueError as NaclValueError
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import ValueError as NaclValueError
 from nacl.signing import SigningKey, VerifyKey
 
 from tunnel.errors import HandshakeFailed, UsageError

@@ -19,7 +19,8 @@ from nacl.bindings import (
     crypto_scalarmult,
     crypto_scalarmult_base,
 )
-from nacl.exceptions import CryptoError, RuntimeError as NaclRuntimeError
+from nacl.exceptions import CryptoError
+from nacl.exceptions import RuntimeError as NaclRuntimeError
 
 from tunnel.errors import AuthenticationFailed, HandshakeFailed, UsageError
 
@@ -121,9 +122,7 @@ class CipherState:
         if n >= MAX_NONCE:
             raise AuthenticationFailed("nonce exhausted")
         try:
-            return crypto_aead_chacha20poly1305_ietf_decrypt(
-                ciphertext, ad, _nonce(n), self._key
-            )
+            return crypto_aead_chacha20poly1305_ietf_decrypt(ciphertext, ad, _nonce(n), self._key)
         except CryptoError:
             raise AuthenticationFailed("authentication failed") from None
 
@@ -156,7 +155,7 @@ class CipherState:
 
 
 class SymmetricState:
-    __slots__ = ("ck", "cipher", "h")
+    __slots__ = ("cipher", "ck", "h")
 
     def __init__(self, protocol_name: str) -> None:
         name = protocol_name.encode("ascii")

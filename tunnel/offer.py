@@ -29,7 +29,9 @@ KEY_LEN = 32
 MAX_URI_LEN = 1024
 MAX_NAME_LEN = 64
 MAX_ADDRESSES = 8
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _PSK_PERSON = b"fs-offer-psk"
 
 

@@ -314,9 +314,7 @@ class Endpoint:
 
     def _open_records(self, c: _Conn, keys: Keys) -> None:
         s = self.settings
-        c.sender = RecordSender(
-            keys.send, max_record=s.max_record, rekey_interval=s.rekey_interval
-        )
+        c.sender = RecordSender(keys.send, max_record=s.max_record, rekey_interval=s.rekey_interval)
         c.receiver = RecordReceiver(
             keys.receive, max_record=s.max_record, rekey_interval=s.rekey_interval
         )

@@ -27,7 +27,10 @@ def station_offer(name: str = "Clinic") -> tuple[PairingOffer, StationOffer]:
 
 
 def make_pair(
-    *, code: str | None = None, settings: Settings | None = None, phone_settings: Settings | None = None
+    *,
+    code: str | None = None,
+    settings: Settings | None = None,
+    phone_settings: Settings | None = None,
 ) -> Setup:
     offer, so = station_offer()
     settings = settings or Settings()

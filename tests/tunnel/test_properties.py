@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.tunnel.helpers import make_pair, paired, received
+from tunnel.errors import HandshakeFailed
 from tunnel.events import PairingFailed, Settings
 from tunnel.identity import PhoneIdentity
 from tunnel.noise import HandshakeState
-from tunnel.errors import HandshakeFailed
 from tunnel.session import PhoneEndpoint
 from tunnel.testing.faults import FaultRates, FaultyLink
 

@@ -10,7 +10,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.tunnel.helpers import station_offer
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector, pump_connection, ws_options
-from tunnel.events import Event, LinkUp, MessageReceived, Settings
+from tunnel.events import Event, MessageReceived, Settings
 from tunnel.identity import PhoneIdentity
 from tunnel.session import PhoneEndpoint, StationEndpoint
 
@@ -64,8 +64,9 @@ async def test_ten_thousand_messages_through_cuts() -> None:
         phone_pump = EndpointPump(phone, on_phone)
         connector = PhoneConnector(phone_pump, f"ws://127.0.0.1:{port}/")
         runner = asyncio.create_task(connector.run())
-        while not phone.linked:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            while not phone.linked:
+                await phone_pump.wait_changed()
         for i in range(TOTAL):
             await station_pump.send(b"to-phone %d" % i)
             await phone_pump.send(b"to-station %d" % i)
@@ -82,4 +83,4 @@ async def test_ten_thousand_messages_through_cuts() -> None:
     print(f"cuts={cuts} connects={connector.attempts}")
     # Each cut hit a live connection, and the phone came back after every one.
     assert cuts >= TOTAL // CUT_EVERY // 2
-    assert connector.attempts >= cuts + 1
+    assert connector.attempts >= cuts  # (the last cut may land on the last message)

@@ -69,9 +69,7 @@ async def pump_connection(pump: EndpointPump, ws: ClientConnection | ServerConne
         await pump.lost(conn)
 
 
-async def serve_endpoint(
-    pump: EndpointPump, host: str, port: int, *, max_record: int
-) -> Server:
+async def serve_endpoint(pump: EndpointPump, host: str, port: int, *, max_record: int) -> Server:
     """Serve one station endpoint: every WebSocket becomes a transport of that session."""
 
     async def handler(ws: ServerConnection) -> None:
@@ -106,10 +104,13 @@ class PhoneConnector:
         assert isinstance(endpoint, PhoneEndpoint)
         return endpoint
 
+    def _ended(self) -> bool:
+        return self.endpoint.ended is not None
+
     async def run(self) -> str:
         delays = reconnect_delays(rng=self._rng)
         max_record = self.endpoint.settings.max_record
-        while self.endpoint.ended is None:
+        while not self._ended():
             url = self._url() if callable(self._url) else self._url
             self.attempts += 1
             try:
@@ -122,7 +123,7 @@ class PhoneConnector:
             links_before = self.endpoint.link_count
             async with ws:
                 await pump_connection(self._pump, ws)
-            if self.endpoint.ended is not None:
+            if self._ended():
                 break
             if self.endpoint.link_count > links_before:
                 # The link worked: start the backoff from the bottom again.

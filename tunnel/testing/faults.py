@@ -79,10 +79,11 @@ class FaultyLink:
         def settled() -> bool:
             if pair.phone.wants_transport and pair.phone.ended is None:
                 pair.connect()
-            return (
-                pair.phone.ended is not None
-                or (pair.phone.linked and pair.station.linked and not pair.phone.undelivered
-                    and not pair.station.undelivered)
+            return pair.phone.ended is not None or (
+                pair.phone.linked
+                and pair.station.linked
+                and not pair.phone.undelivered
+                and not pair.station.undelivered
             )
 
         return pair.run_until(settled, timeout=timeout, tick=0.05)
