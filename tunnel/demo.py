@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
@@ -123,11 +124,11 @@ async def run(seconds: float, rate: float, seed: int, console: Console) -> int:
             next_fault = time.monotonic() + rng.uniform(1.0, 3.0)
         await asyncio.sleep(1.0 / rate)
 
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (
-        len(at_phone) < sent_to_phone or len(at_station) < sent_to_station
-    ):
-        await asyncio.sleep(0.05)
+    # Let the last outage heal and the queues drain (bounded: 15 s).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(15):
+            while len(at_phone) < sent_to_phone or len(at_station) < sent_to_station:
+                await phone_pump.wait_changed()
     await phone_pump.close("logout")
     await asyncio.wait_for(runner, 10)
     await station_pump.aclose()
