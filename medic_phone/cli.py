@@ -39,7 +39,12 @@ def main() -> None:
 @main.command()
 @_HOME
 @click.option("--name", default="medic-phone", show_default=True, help="This device's name.")
-@click.option("--passphrase", envvar="FIELDSTATION_PASSPHRASE", default=None, help="Seal the identity key with a passphrase (argon2id).")
+@click.option(
+    "--passphrase",
+    envvar="FIELDSTATION_PASSPHRASE",
+    default=None,
+    help="Seal the identity key with a passphrase (argon2id).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing identity (its links are lost).")
 def init(home: Path | None, name: str, passphrase: str | None, force: bool) -> None:
     """Create the phone's identity and its store."""
@@ -60,7 +65,13 @@ async def _create_store(directory: Path) -> None:
 
 
 @main.command()
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to listen.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds to listen.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def discover(timeout: float, as_json: bool) -> None:
     """List the stations on the LAN (mDNS)."""
@@ -71,7 +82,7 @@ def discover(timeout: float, as_json: bool) -> None:
     except PhoneError as exc:
         _fail(str(exc))
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": s.name,
             "addresses": list(s.addresses),
@@ -94,8 +105,18 @@ def discover(timeout: float, as_json: bool) -> None:
 @click.argument("uri_or_code")
 @_HOME
 @click.option("--station", default=None, help="Station name, when several are on the LAN.")
-@click.option("--connect", default=None, metavar="HOST:PORT", help="Connect here instead (a proxy or port forward).")
-@click.option("--passphrase", envvar="FIELDSTATION_PASSPHRASE", default=None, help="Passphrase of a sealed identity.")
+@click.option(
+    "--connect",
+    default=None,
+    metavar="HOST:PORT",
+    help="Connect here instead (a proxy or port forward).",
+)
+@click.option(
+    "--passphrase",
+    envvar="FIELDSTATION_PASSPHRASE",
+    default=None,
+    help="Passphrase of a sealed identity.",
+)
 @click.option("--discover-timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def link(

@@ -136,9 +136,7 @@ class PhoneNode:
         assert isinstance(endpoint, PhoneEndpoint)
         if isinstance(event, Paired):
             self.link_id = event.session_id.hex()
-            await self.store.create_link(
-                self.link_id, station=event.station, key=self._target.key
-            )
+            await self.store.create_link(self.link_id, station=event.station, key=self._target.key)
             self.emit({"event": "paired", "station": event.station, "session": self.link_id})
         elif isinstance(event, StateChanged):
             assert self.link_id is not None
@@ -167,7 +165,9 @@ class PhoneNode:
             text = decode_command(payload)
         except MirrorError:
             text = "(unreadable command)"
-        station = self.pump.endpoint.station if isinstance(self.pump.endpoint, PhoneEndpoint) else ""
+        station = (
+            self.pump.endpoint.station if isinstance(self.pump.endpoint, PhoneEndpoint) else ""
+        )
         now = time.time()
         applied = await self.store.apply_command(self.link_id, seq, text, station, now)
         if applied:
@@ -221,6 +221,7 @@ class PhoneNode:
         try:
             line = await reader.readline()
             request = json.loads(line or b"{}")
+            reply: dict[str, object]
             if request.get("op") == "unlink" and self.pump is not None:
                 await self.pump.close("remote")
                 reply = {"ok": True}

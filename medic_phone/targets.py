@@ -33,9 +33,7 @@ async def resolve_target(
         offer = PairingOffer.from_uri(text)
         key = "offer:" + offer.offer_id.hex()
         urls = (
-            (_parse_connect(connect),)
-            if connect
-            else tuple(_url(h, p) for h, p in offer.addresses)
+            (_parse_connect(connect),) if connect else tuple(_url(h, p) for h, p in offer.addresses)
         )
         saved = await store.find_link(key)
         if saved is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from station import control
+from station import control as control_client
 from station.errors import ControlError, StationError
 from station.supervisor import StationConfig, Supervisor, default_control_path
 
@@ -39,17 +39,56 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--name", default="field-station", show_default=True, help="Station name shown to phones.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for the LAN).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="WebSocket port (0: any free port).")
+@click.option(
+    "--name", default="field-station", show_default=True, help="Station name shown to phones."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for the LAN).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="WebSocket port (0: any free port).",
+)
 @click.option("--no-mdns", is_flag=True, help="Do not advertise on the LAN with mDNS.")
-@click.option("--inactivity", type=click.FloatRange(min=0.1), default=120.0, show_default=True, help="Log out after this many seconds without input at the kiosk.")
-@click.option("--max-session", type=click.FloatRange(min=0.1), default=43200.0, show_default=True, help="Log out a session this many seconds after pairing.")
-@click.option("--wipe-every", type=click.FloatRange(min=0.1), default=3600.0, show_default=True, help="Log out every session on this period (the scheduled wipe).")
-@click.option("--offer-ttl", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Seconds before a pairing offer rotates.")
+@click.option(
+    "--inactivity",
+    type=click.FloatRange(min=0.1),
+    default=120.0,
+    show_default=True,
+    help="Log out after this many seconds without input at the kiosk.",
+)
+@click.option(
+    "--max-session",
+    type=click.FloatRange(min=0.1),
+    default=43200.0,
+    show_default=True,
+    help="Log out a session this many seconds after pairing.",
+)
+@click.option(
+    "--wipe-every",
+    type=click.FloatRange(min=0.1),
+    default=3600.0,
+    show_default=True,
+    help="Log out every session on this period (the scheduled wipe).",
+)
+@click.option(
+    "--offer-ttl",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds before a pairing offer rotates.",
+)
 @_CONTROL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
-@click.option("-v", "--verbose", is_flag=True, help="Log states and counts to stderr (never content).")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log states and counts to stderr (never content)."
+)
 def start(
     name: str,
     host: str,
@@ -139,7 +178,7 @@ def send(control: Path | None, session: str | None, text: str) -> None:
         lines = [text] if text != "-" else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
         sent = 0
         for line in lines:
-            reply = control.request(worker, {"op": "send", "text": line})
+            reply = control_client.request(worker, {"op": "send", "text": line})
             if not reply.get("ok"):
                 if sent:
                     click.echo(f"{sent} command(s) queued before the failure", err=True)
@@ -151,7 +190,7 @@ def send(control: Path | None, session: str | None, text: str) -> None:
 
 
 def control_request(path: Path, message: dict[str, Any]) -> dict[str, Any]:
-    reply = control.request(path, message)
+    reply = control_client.request(path, message)
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "refused")))
     return reply

@@ -105,7 +105,9 @@ class Supervisor:
                     f"port {self.config.port} on {self.config.host} is already in use"
                     " (another station? choose --port)"
                 ) from None
-            raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc}") from None
+            raise ConfigError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc}"
+            ) from None
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
         self.control_dir = Path(str(self.control_path) + ".d")
@@ -181,8 +183,10 @@ class Supervisor:
         if was_standby:
             self.standby = None
         if info.session is not None:
-            reason = info.ended_reason or handle.stop_requested or (
-                "crashed" if code != 0 else "shutdown"
+            reason = (
+                info.ended_reason
+                or handle.stop_requested
+                or ("crashed" if code != 0 else "shutdown")
             )
             if info.ended_reason is None:
                 self.emit({"event": "logout", "session": info.session, "reason": reason})
@@ -309,7 +313,13 @@ class Supervisor:
                 if hello.kind is MessageType.RESUME
                 else RefuseCode.OFFER_UNKNOWN
             )
-            await self._refuse(ws, code, "unknown session" if code is RefuseCode.SESSION_UNKNOWN else "unknown or rotated offer")
+            await self._refuse(
+                ws,
+                code,
+                "unknown session"
+                if code is RefuseCode.SESSION_UNKNOWN
+                else "unknown or rotated offer",
+            )
             return
         self._next_conn += 1
         conn = self._next_conn

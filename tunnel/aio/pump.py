@@ -49,7 +49,7 @@ class EndpointPump:
         self._loop = loop
         self._transports: dict[int, Transport] = {}
         self._next_id = 0
-        self._lock = asyncio.Lock()
+        self._draining = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -94,33 +94,45 @@ class EndpointPump:
         await self._changed.wait()
 
     async def drain(self) -> None:
-        async with self._lock:
-            for event in self.endpoint.events():
+        # One drain at a time. A drain that finds another running returns at once: the
+        # running one loops until the core has nothing left, so it also carries what
+        # this caller (often an event handler inside it) just queued. No await
+        # separates its last look at the core from clearing the flag.
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            await self._drain()
+        finally:
+            self._draining = False
+
+    async def _drain(self) -> None:
+        # Until one whole pass finds nothing: handlers may queue bytes (the phone's
+        # pushes), and closing a transport may produce events (LinkDown).
+        while True:
+            events = self.endpoint.events()
+            for event in events:
                 await self._on_event(event)
-            # Events handled may have queued more (the application's own sends).
-            while True:
-                data = self.endpoint.data_to_send()
-                closes = self.endpoint.close_requests()
-                for event in self.endpoint.events():
-                    await self._on_event(event)
-                if not data and not closes:
-                    break
-                for conn, chunk in data:
-                    transport = self._transports.get(conn)
-                    if transport is None:
-                        continue
-                    try:
-                        await transport.send(chunk)
-                    except (ConnectionError, OSError) as exc:
-                        log.debug("transport %d send failed: %s", conn, type(exc).__name__)
-                for conn, reason in closes:
-                    transport = self._transports.pop(conn, None)
-                    if transport is not None:
-                        with contextlib.suppress(ConnectionError, OSError):
-                            await transport.close(reason)
-                        self.endpoint.connection_lost(conn, self.now())
-            self._arm_timer()
-            self._changed.set()
+            data = self.endpoint.data_to_send()
+            closes = self.endpoint.close_requests()
+            if not events and not data and not closes:
+                break
+            for conn, chunk in data:
+                transport = self._transports.get(conn)
+                if transport is None:
+                    continue
+                try:
+                    await transport.send(chunk)
+                except (ConnectionError, OSError) as exc:
+                    log.debug("transport %d send failed: %s", conn, type(exc).__name__)
+            for conn, reason in closes:
+                transport = self._transports.pop(conn, None)
+                if transport is not None:
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await transport.close(reason)
+                    self.endpoint.connection_lost(conn, self.now())
+        self._arm_timer()
+        self._changed.set()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:

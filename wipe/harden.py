@@ -1,0 +1,106 @@
+"""Hardening of a session worker process, applied first thing at its start.
+
+Each measure is reported (applied or not, and why), never fatal on its own: an
+operator must see, in ``station start``'s output and in ``station audit``, what this
+kernel and these limits allowed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
+
+PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+MCL_CURRENT = 1
+MCL_FUTURE = 2
+
+
+@dataclass(frozen=True)
+class Measure:
+    applied: bool
+    detail: str
+
+
+@dataclass
+class HardeningReport:
+    measures: dict[str, Measure] = field(default_factory=dict)
+
+    def add(self, name: str, applied: bool, detail: str) -> None:
+        self.measures[name] = Measure(applied, detail)
+
+    def as_dict(self) -> dict[str, dict[str, object]]:
+        return {name: asdict(m) for name, m in self.measures.items()}
+
+    def line(self) -> str:
+        return ", ".join(
+            f"{name}={'yes' if m.applied else 'NO (' + m.detail + ')'}"
+            for name, m in self.measures.items()
+        )
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(name, use_errno=True)
+
+
+def harden_process(*, expected_ppid: int | None = None) -> HardeningReport:
+    report = HardeningReport()
+    libc = _libc()
+    if libc is not None:
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            report.add("pdeathsig", True, "SIGKILL when the supervisor dies")
+            # The parent may have died before the call: then nobody would signal us.
+            if expected_ppid is not None and os.getppid() != expected_ppid:
+                os._exit(70)
+        else:
+            report.add("pdeathsig", False, os.strerror(ctypes.get_errno()))
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
+            report.add("not_dumpable", True, "no ptrace by the same user, no core")
+        else:
+            report.add("not_dumpable", False, os.strerror(ctypes.get_errno()))
+    else:
+        report.add("pdeathsig", False, "not Linux")
+        report.add("not_dumpable", False, "not Linux")
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        report.add("no_core", True, "RLIMIT_CORE 0")
+    except (ValueError, OSError) as exc:
+        report.add("no_core", False, str(exc))
+    if libc is not None:
+        if libc.mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
+            report.add("mlockall", True, "memory locked: never swapped out")
+        else:
+            soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+            limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
+            report.add(
+                "mlockall", False, f"{os.strerror(ctypes.get_errno())} (RLIMIT_MEMLOCK {limit})"
+            )
+    else:
+        report.add("mlockall", False, "not Linux")
+    os.umask(0o077)
+    report.add("umask", True, "077")
+    sys.dont_write_bytecode = True
+    report.add("no_bytecode", True, "sys.dont_write_bytecode")
+    return report
+
+
+def read_back() -> dict[str, object]:
+    """What the kernel says about this process now (for tests and audits)."""
+    libc = _libc()
+    dumpable = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) if libc is not None else None
+    umask = os.umask(0)
+    os.umask(umask)
+    return {
+        "dumpable": dumpable,
+        "core_limit": resource.getrlimit(resource.RLIMIT_CORE),
+        "umask": umask,
+    }
