@@ -84,6 +84,13 @@ def main() -> None:
     show_default=True,
     help="Seconds before a pairing offer rotates.",
 )
+@click.option(
+    "--queue-limit",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Commands a session may hold for an offline phone before refusing more.",
+)
 @_CONTROL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 @click.option(
@@ -98,6 +105,7 @@ def start(
     max_session: float,
     wipe_every: float,
     offer_ttl: float,
+    queue_limit: int,
     control: Path | None,
     as_json: bool,
     verbose: bool,
@@ -114,6 +122,7 @@ def start(
         wipe_every=wipe_every,
         control=control,
         offer_ttl=offer_ttl,
+        queue_limit=queue_limit,
     )
     emit = _json_printer if as_json else _human_printer
     supervisor = Supervisor(config, emit)

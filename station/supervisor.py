@@ -50,6 +50,7 @@ class StationConfig:
     control: Path | None = None
     offer_ttl: float = 30.0
     max_sessions: int = 16
+    queue_limit: int = 10_000
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -73,6 +74,7 @@ class Supervisor:
         self._started = time.monotonic()
         self.port = config.port
         self.control_path = config.control or default_control_path()
+        self.control_dir = Path(str(self.control_path) + ".d")
         self._spawn_lock = asyncio.Lock()
         self._ready = False
 
@@ -110,7 +112,6 @@ class Supervisor:
             ) from None
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
-        self.control_dir = Path(str(self.control_path) + ".d")
         self.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.control_dir, 0o700)
         self._control = ControlServer(self.control_path, self)
@@ -164,6 +165,7 @@ class Supervisor:
                 addresses=self.addresses(),
                 control_dir=str(self.control_dir),
                 offer_ttl=self.config.offer_ttl,
+                queue_limit=self.config.queue_limit,
             )
             self.workers[handle.info.id] = handle
             self.standby = handle

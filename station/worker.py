@@ -66,7 +66,7 @@ class Worker:
     def __init__(self, args: argparse.Namespace, out: ipc.FrameWriter) -> None:
         self.args = args
         self.out = out
-        self.settings = Settings()
+        self.settings = Settings(queue_max_count=args.queue_limit)
         self.addresses = [_parse_address(a) for a in args.address]
         self.mirror: Mirror | None = None
         self.pump: EndpointPump | None = None
@@ -306,6 +306,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--control-dir", required=True)
     parser.add_argument("--offer-ttl", type=float, default=30.0)
     parser.add_argument("--ppid", type=int, required=True)
+    parser.add_argument("--queue-limit", type=int, default=10_000)
     return parser.parse_args(argv)
 
 

@@ -74,6 +74,7 @@ class WorkerHandle:
         addresses: list[tuple[str, int]],
         control_dir: str,
         offer_ttl: float,
+        queue_limit: int,
     ) -> WorkerHandle:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [
@@ -92,6 +93,8 @@ class WorkerHandle:
             str(offer_ttl),
             "--ppid",
             str(os.getpid()),
+            "--queue-limit",
+            str(queue_limit),
         ]
         for host, port in addresses:
             argv += ["--address", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]

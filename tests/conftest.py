@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,13 @@ def shared_file(*parts: str) -> Path:
             pytest.fail(f"{path} is missing in CI")
         pytest.skip(f"{path} is absent (outside CI): skipping")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _end_processes() -> Iterator[None]:
+    """Whatever a test started, it does not outlive the test."""
+    from tests import procs
+
+    yield
+    while procs.LIVE:
+        procs.LIVE.pop().stop()

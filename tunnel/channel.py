@@ -79,14 +79,18 @@ class ReliableChannel:
         return True
 
     def rewind(self, peer_delivered: int) -> None:
-        """A new link: the peer has everything through ``peer_delivered``; resend the rest."""
-        if peer_delivered >= self.next_seq:
-            raise MalformedRecord("peer claims messages we never sent")
-        if peer_delivered < self.acked:
-            # Only after our own restart with a queue that was not durable: the peer
-            # never got messages we no longer hold. Renumber what we still hold so the
-            # peer sees no gap, and count the loss so it can be reported.
-            self.lost += self.acked - peer_delivered
+        """A new link: the peer has everything through ``peer_delivered``; resend the rest.
+
+        A cursor outside ``[acked, next_seq)`` only happens after our own restart from
+        a saved state older than our last sends (the peer's cursor comes from an
+        authenticated resume, so it is the truth). Ahead: the peer got messages we no
+        longer count. Behind: it never got messages we no longer hold (``lost``).
+        Either way what we still hold is renumbered to follow the peer's cursor, so
+        the peer sees no gap and no false duplicates.
+        """
+        if peer_delivered >= self.next_seq or peer_delivered < self.acked:
+            if peer_delivered < self.acked:
+                self.lost += self.acked - peer_delivered
             self.next_seq = self._queue.renumber(peer_delivered + 1)
             self.acked = peer_delivered
         elif peer_delivered > self.acked:

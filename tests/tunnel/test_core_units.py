@@ -191,10 +191,18 @@ def test_channel_dedup_gap_and_rewind() -> None:
     channel.rewind(1)  # a new link: everything after the peer's cursor again
     assert [s for s, _ in channel.take_sendable()] == [2, 3]
     with pytest.raises(MalformedRecord):
-        channel.on_ack(4)
+        channel.on_ack(4)  # an ack for something never sent on this link
     assert channel.on_data(1, b"a") and not channel.on_data(1, b"a")
     with pytest.raises(ReorderedRecord):
         channel.on_data(3, b"c")
+
+
+def test_channel_follows_a_peer_cursor_ahead_after_a_restart() -> None:
+    # Restored from a state saved before our last sends: the peer is ahead of us.
+    channel = ReliableChannel(OutageQueue(), next_seq=2)
+    channel.submit(b"snapshot")
+    channel.rewind(7)
+    assert channel.take_sendable() == [(8, b"snapshot")] and channel.lost == 0
 
 
 def test_channel_renumbers_after_a_lossy_restart() -> None:

@@ -1,0 +1,126 @@
+"""Real processes for integration tests: the `station` and `medic-phone` commands.
+
+Each process's JSON event lines are read by a thread into a list, so tests can wait
+for an event with a deadline. Every process is killed at the end of its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+LIVE: list[Proc] = []  # every process started in the current test; the fixture ends them
+
+
+def command(name: str) -> str:
+    return str(BIN / name)
+
+
+class Proc:
+    def __init__(self, argv: Sequence[str], *, prefix: Sequence[str] = ()) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.argv = [*prefix, *argv]
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        LIVE.append(self)
+        self.events: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+        self.stderr: list[str] = []
+        self._cond = threading.Condition()
+        self._stdout_done = False
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        for raw in iter(self.popen.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self.lines.append(line)
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    value = None
+                if isinstance(value, dict):
+                    self.events.append(value)
+                self._cond.notify_all()
+        with self._cond:
+            self._stdout_done = True
+            self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in iter(self.popen.stderr.readline, b""):
+            with self._cond:
+                self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait_for(
+        self,
+        kind: str,
+        *,
+        timeout: float = 15.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """The first event of this kind (from index ``after``) matching ``where``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events[after:]:
+                    if event.get("event") == kind and (where is None or where(event)):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stdout_done:
+                    raise AssertionError(
+                        f"no {kind!r} event from {self.argv[:3]} within {timeout} s;"
+                        f" events={self.events[-5:]} stderr={self.stderr[-5:]}"
+                    )
+                self._cond.wait(min(left, 0.1))
+
+    def count(self, kind: str) -> int:
+        with self._cond:
+            return sum(1 for e in self.events if e.get("event") == kind)
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(5)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+        return self.popen.returncode
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    stdin: str | None = None,
+    timeout: float = 30.0,
+    prefix: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *argv], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )

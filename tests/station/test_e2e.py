@@ -1,0 +1,223 @@
+"""The station and the phone as a user runs them: real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Proc, command, run
+
+pytestmark = pytest.mark.integration
+
+
+def _start(tmp_path: Path, *extra: str) -> Proc:
+    proc = Proc(
+        [
+            command("station"),
+            "start",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            "--control",
+            str(tmp_path / "ctl.sock"),
+            *extra,
+        ]
+    )
+    proc.wait_for("ready")
+    return proc
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[Proc]:
+    proc = _start(tmp_path)
+    yield proc
+    proc.stop()
+
+
+def _ctl(tmp_path: Path) -> list[str]:
+    return ["--control", str(tmp_path / "ctl.sock")]
+
+
+def _phone_home(tmp_path: Path, name: str = "phone") -> Path:
+    home = tmp_path / name
+    result = run([command("medic-phone"), "init", "--home", str(home)])
+    assert result.returncode == 0, result.stderr
+    return home
+
+
+def _link(home: Path, target: str, *extra: str) -> Proc:
+    return Proc([command("medic-phone"), "link", target, "--home", str(home), "--json", *extra])
+
+
+def _log(home: Path) -> list[dict[str, object]]:
+    result = run([command("medic-phone"), "log", "--home", str(home), "--json"])
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def _wait_log(home: Path, count: int, timeout: float = 20.0) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _log(home)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_pair_by_uri_send_log_and_logout(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    uri = str(station.wait_for("ready")["pair_uri"])
+    phone = _link(home, uri)
+    phone.wait_for("paired")
+    paired = station.wait_for("paired")
+    assert paired["fingerprint"] and paired["session"]
+    texts = [f"command {i}" for i in range(40)]
+    result = run([command("station"), "send", *_ctl(tmp_path), "-"], stdin="\n".join(texts))
+    assert result.returncode == 0, result.stderr
+    rows = _wait_log(home, 40)
+    assert [r["seq"] for r in rows] == list(range(1, 41))
+    assert [r["text"] for r in rows] == texts
+    assert all(r["station"] == "field-station" and r["received_at"] for r in rows)
+    status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    assert status["sessions"][0]["linked"] is True
+    assert run([command("station"), "logout", *_ctl(tmp_path)]).returncode == 0
+    assert station.wait_for("logout")["reason"] == "explicit"
+    assert station.wait_for("wiped")["undelivered"] == 0
+    assert phone.wait_for("logout")["reason"] == "explicit"
+    assert phone.popen.wait(10) == 0
+
+
+def test_phone_killed_and_restarted_mid_stream(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    uri = str(station.wait_for("ready")["pair_uri"])
+    phone = _link(home, uri)
+    phone.wait_for("paired")
+    for batch in range(6):
+        lines = "\n".join(f"c{batch}-{i}" for i in range(40))
+        assert run([command("station"), "send", *_ctl(tmp_path), "-"], stdin=lines).returncode == 0
+        if batch == 2:
+            phone.signal(signal.SIGKILL)  # mid-stream: some applied, some in flight
+            phone.popen.wait(5)
+            phone = _link(home, uri)  # the same URI resumes the saved link
+    rows = _wait_log(home, 240)
+    assert [r["seq"] for r in rows] == list(range(1, 241))
+    assert [r["text"] for r in rows] == [f"c{b}-{i}" for b in range(6) for i in range(40)]
+    phone.stop()
+
+
+def test_several_phones_each_with_its_own_worker(station: Proc, tmp_path: Path) -> None:
+    phones = []
+    for n in range(3):
+        home = _phone_home(tmp_path, f"phone{n}")
+        offers = [e for e in station.events if e["event"] in ("ready", "offer")]
+        phone = _link(home, str(offers[-1]["pair_uri"]))
+        phone.wait_for("paired")
+        station.wait_for("paired", where=lambda e, k=n: station.count("paired") > k)
+        station.wait_for("offer", where=lambda e, k=n: station.count("offer") > k)
+        phones.append((home, phone))
+    sessions = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    ids = [s["session"] for s in sessions["sessions"]]
+    assert len(ids) == 3 and len({s["control"] for s in sessions["sessions"]}) == 3
+    for n, session in enumerate(ids):
+        args = [command("station"), "send", *_ctl(tmp_path), "--session", session[:12]]
+        assert run([*args, f"for {session[:6]}"]).returncode == 0
+    for home, _ in phones:
+        rows = _wait_log(home, 1)
+        assert len(rows) == 1
+    texts = sorted(str(_log(h)[0]["text"]) for h, _ in phones)
+    assert texts == sorted(f"for {s[:6]}" for s in ids)
+    result = run([command("station"), "send", *_ctl(tmp_path), "ambiguous"])
+    assert result.returncode != 0 and "several sessions" in result.stderr
+    for _, phone in phones:
+        phone.stop()
+
+
+def test_full_queue_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    station = _start(tmp_path, "--queue-limit", "50")
+    home = _phone_home(tmp_path)
+    phone = _link(home, str(station.wait_for("ready")["pair_uri"]))
+    phone.wait_for("paired")
+    station.wait_for("paired")
+    phone.signal(signal.SIGKILL)  # the phone goes away: commands queue at the station
+    lines = "\n".join(f"q{i}" for i in range(60))
+    result = run([command("station"), "send", *_ctl(tmp_path), "-"], stdin=lines)
+    assert result.returncode == 3
+    assert "queue full" in result.stderr and "50 command(s) queued" in result.stderr
+
+
+def test_wrong_code_rotates_the_offer(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    ready = station.wait_for("ready")
+    code = str(ready["pair_code"])
+    wrong = "0000-0000" if code != "0000-0000" else "1111-1111"
+    phone = _link(home, wrong, "--connect", f"127.0.0.1:{ready['port']}")
+    assert phone.popen.wait(15) != 0
+    assert "pairing failed" in "\n".join(phone.stderr)
+    station.wait_for("pairing_failed")
+    assert station.wait_for("offer")["pair_code"] != code
+
+
+def test_pair_by_code_with_connect(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    ready = station.wait_for("ready")
+    phone = _link(home, str(ready["pair_code"]), "--connect", f"127.0.0.1:{ready['port']}")
+    phone.wait_for("paired")
+    assert station.wait_for("paired")["fingerprint"]
+    phone.stop()
+
+
+def test_reused_expired_and_malformed_uris(station: Proc, tmp_path: Path) -> None:
+    uri = str(station.wait_for("ready")["pair_uri"])
+    first = _link(_phone_home(tmp_path, "a"), uri)
+    first.wait_for("paired")
+    second = _link(_phone_home(tmp_path, "b"), uri)
+    assert second.popen.wait(15) != 0
+    assert any("offer" in line for line in second.stderr)
+    expired = uri.rsplit("&x=", 1)[0] + "&x=1000"
+    result = run([command("medic-phone"), "link", expired, "--home", str(tmp_path / "b")])
+    assert result.returncode != 0 and "expired" in result.stderr
+    result = run(
+        [command("medic-phone"), "link", "fieldstation://pair?v=1", "--home", str(tmp_path / "b")]
+    )
+    assert result.returncode == 2 and "not a valid pairing URI" in result.stderr
+    first.stop()
+
+
+def test_store_and_station_failures_are_clear(tmp_path: Path) -> None:
+    result = run([command("medic-phone"), "log", "--home", str(tmp_path / "nowhere")])
+    assert result.returncode == 1 and "medic-phone init" in result.stderr
+    home = _phone_home(tmp_path)
+    (home / "phone.db").write_bytes(b"this is not sqlite" * 100)
+    result = run([command("medic-phone"), "log", "--home", str(home)])
+    assert result.returncode == 1 and "not a healthy phone store" in result.stderr
+    assert (home / "phone.db").read_bytes().startswith(b"this is not sqlite")  # untouched
+    result = run([command("station"), "status", "--control", str(tmp_path / "none.sock")])
+    assert result.returncode == 1 and "no station is running" in result.stderr
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(
+            [
+                command("station"),
+                "start",
+                "--no-mdns",
+                "--port",
+                str(port),
+                "--control",
+                str(tmp_path / "c.sock"),
+            ],
+            timeout=20,
+        )
+    assert result.returncode == 2 and "already in use" in result.stderr
