@@ -226,7 +226,8 @@ class MemoryLink:
 
     def deliverable(self, side: Side, now: float) -> list[bytes]:
         """Take the messages that reached ``side`` by ``now``, oldest first."""
-        return [event.data for event in self._take(check_side(side), now, include_close=False)]
+        events = self._take(check_side(side), now, include_close=False)
+        return [event.data for event in events if isinstance(event, Delivery)]
 
     def take_closed(self, side: Side, now: float) -> bool:
         """True exactly once: when ``side`` has taken every message and learned of the close."""

@@ -1,0 +1,90 @@
+"""Network namespaces for tests: hosts of our own, joined by a veth pair.
+
+Everything the LAN tests send (mDNS included) stays inside namespaces the test creates:
+10.x addresses that exist only there, multicast routed onto the veth. Needs root and
+iproute2; without them the tests skip with the reason printed (in CI as root, a
+missing `ip` is a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+
+def root_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if shutil.which("ip") is None:
+        if os.environ.get("CI"):
+            pytest.fail("iproute2 (`ip`) is missing in CI: the Makefile should install it")
+        return "needs iproute2 (`ip`)"
+    return None
+
+
+requires_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (network namespaces, veth)"
+)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@dataclass(frozen=True)
+class Host:
+    ns: str
+    address: str
+    device: str
+
+    def prefix(self) -> list[str]:
+        """Prepend to a command to run it inside this host's namespace."""
+        return ["ip", "netns", "exec", self.ns]
+
+
+@dataclass(frozen=True)
+class Lan:
+    station: Host
+    phone: Host
+
+    def down(self) -> None:
+        _ip("-n", self.station.ns, "link", "set", self.station.device, "down")
+
+    def up(self) -> None:
+        _ip("-n", self.station.ns, "link", "set", self.station.device, "up")
+
+
+@contextmanager
+def two_hosts() -> Iterator[Lan]:
+    """A station host and a phone host on one /24 over a veth pair; removed afterwards."""
+    reason = root_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    tag = secrets.token_hex(3)
+    subnet = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(250)}"
+    station = Host(f"fs-st-{tag}", f"{subnet}.1", f"fsv-s-{tag}")
+    phone = Host(f"fs-ph-{tag}", f"{subnet}.2", f"fsv-p-{tag}")
+    created: list[str] = []
+    try:
+        for host in (station, phone):
+            _ip("netns", "add", host.ns)
+            created.append(host.ns)
+        _ip("link", "add", station.device, "type", "veth", "peer", "name", phone.device)
+        for host in (station, phone):
+            _ip("link", "set", host.device, "netns", host.ns)
+            _ip("-n", host.ns, "addr", "add", f"{host.address}/24", "dev", host.device)
+            _ip("-n", host.ns, "link", "set", host.device, "multicast", "on")
+            _ip("-n", host.ns, "link", "set", host.device, "up")
+            _ip("-n", host.ns, "link", "set", "lo", "up")
+            _ip("-n", host.ns, "route", "add", "224.0.0.0/4", "dev", host.device)
+        yield Lan(station, phone)
+    finally:
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
