@@ -142,7 +142,7 @@ def link(
         identity = load_identity(directory, passphrase=passphrase)
         async with PhoneStore.open(directory) as store:
             target = await resolve_target(
-                uri_or_code, store, station=station, connect=connect, timeout=discover_timeout
+                uri_or_code, store, station=station, connect=connect, listen_for=discover_timeout
             )
             node = PhoneNode(store, identity, emit, home=directory)
             return await node.run(target)

@@ -31,9 +31,9 @@ def _text(props: dict[bytes, bytes | None], key: str) -> str:
 
 
 async def discover(
-    timeout: float, *, interfaces: InterfaceChoice | list[str] = InterfaceChoice.All
+    listen_for: float, *, interfaces: InterfaceChoice | list[str] = InterfaceChoice.All
 ) -> list[DiscoveredStation]:
-    """Every station that answers within ``timeout`` seconds (unsupported versions left out)."""
+    """Every station that answers within ``listen_for`` seconds (unsupported versions left out)."""
     names: set[str] = set()
 
     def on_change(
@@ -47,7 +47,7 @@ async def discover(
     azc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     browser = AsyncServiceBrowser(azc.zeroconf, SERVICE_TYPE, handlers=[on_change])
     try:
-        await asyncio.sleep(timeout)
+        await asyncio.sleep(listen_for)
         found: list[DiscoveredStation] = []
         for name in sorted(names):
             info = AsyncServiceInfo(SERVICE_TYPE, name)
@@ -76,11 +76,11 @@ async def discover(
 
 async def find_station(
     name: str | None,
-    timeout: float,
+    listen_for: float,
     *,
     interfaces: InterfaceChoice | list[str] = InterfaceChoice.All,
 ) -> DiscoveredStation:
-    stations = await discover(timeout, interfaces=interfaces)
+    stations = await discover(listen_for, interfaces=interfaces)
     if name is not None:
         stations = [s for s in stations if s.name == name]
         if not stations:

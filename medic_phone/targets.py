@@ -26,7 +26,7 @@ async def resolve_target(
     *,
     station: str | None,
     connect: str | None,
-    timeout: float,
+    listen_for: float,
 ) -> Target:
     text = text.strip()
     if text.lower().startswith("fieldstation:"):
@@ -50,6 +50,6 @@ async def resolve_target(
         return Target(key, (_parse_connect(connect),), station or "", code=code)
     from medic_phone.discovery import find_station
 
-    found = await find_station(station, timeout)
+    found = await find_station(station, listen_for)
     urls = tuple(_url(a, found.port) for a in found.addresses)
     return Target(key, urls, found.name, code=code)

@@ -33,8 +33,11 @@ class ControlServer:
         parent = self.path.parent
         try:
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = parent.lstat()
         except OSError as exc:
             raise ConfigError(f"cannot create control directory {parent}: {exc}") from None
+        if parent.is_symlink() or info.st_uid != os.getuid():
+            raise ConfigError(f"control directory {parent} is not ours: refusing to use it")
         if self.path.exists():
             if _is_live(self.path):
                 raise ConfigError(

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ class Supervisor:
         self.control_path = config.control or default_control_path()
         self.control_dir = Path(str(self.control_path) + ".d")
         self._spawn_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ready = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -92,6 +93,12 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Keep a reference: the loop holds tasks only weakly.
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _start(self) -> None:
         try:
@@ -122,7 +129,7 @@ class Supervisor:
             self._advertiser = StationAdvertiser(name=self.config.name, port=self.port)
             await self._advertiser.start()
         await self._ensure_standby()
-        asyncio.create_task(self._policy_loop())
+        self._spawn(self._policy_loop())
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -143,7 +150,7 @@ class Supervisor:
 
     def addresses(self) -> list[tuple[str, int]]:
         host = self.config.host
-        if host in ("0.0.0.0", "::", ""):
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a comparison, not a bind)
             from station.net import lan_addresses
 
             return [(a, self.port) for a in lan_addresses()] or [("127.0.0.1", self.port)]
@@ -170,7 +177,7 @@ class Supervisor:
             self.workers[handle.info.id] = handle
             self.standby = handle
             handle.start(self._on_worker_event, self._on_worker_send, self._on_worker_close)
-            asyncio.create_task(self._reap(handle))
+            self._spawn(self._reap(handle))
 
     async def _reap(self, handle: WorkerHandle) -> None:
         code = await handle.wait_closed()
@@ -280,7 +287,7 @@ class Supervisor:
     def _update_advert(self) -> None:
         if self._advertiser is not None:
             open_offer = self.standby is not None and self.standby.info.pair_uri is not None
-            asyncio.create_task(self._advertiser.set_offer_open(open_offer))
+            self._spawn(self._advertiser.set_offer_open(open_offer))
 
     # -- phones ----------------------------------------------------------------------
 
@@ -386,14 +393,14 @@ class Supervisor:
                 if not info.session or handle.stop_requested:
                     continue
                 if now - info.last_input >= cfg.inactivity:
-                    asyncio.create_task(self.logout(handle, "inactivity"))
+                    self._spawn(self.logout(handle, "inactivity"))
                 elif info.paired_at is not None and now - info.paired_at >= cfg.max_session:
-                    asyncio.create_task(self.logout(handle, "max-age"))
+                    self._spawn(self.logout(handle, "max-age"))
             if now >= next_wipe:
                 next_wipe = now + cfg.wipe_every
                 for handle in self.find(None):
                     if not handle.stop_requested:
-                        asyncio.create_task(self.logout(handle, "scheduled"))
+                        self._spawn(self.logout(handle, "scheduled"))
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -426,5 +433,7 @@ class Supervisor:
 
 def default_control_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path(f"/tmp/fieldstation-{os.getuid()}")
+    # Without a runtime dir, a per-user directory in /tmp; ControlServer refuses it
+    # unless it is ours and 0700 (no symlink or squatting games).
+    base = Path(runtime) if runtime else Path(f"/tmp/fieldstation-{os.getuid()}")  # noqa: S108
     return base / "fieldstation.sock"

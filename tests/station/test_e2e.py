@@ -126,7 +126,7 @@ def test_several_phones_each_with_its_own_worker(station: Proc, tmp_path: Path) 
     sessions = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
     ids = [s["session"] for s in sessions["sessions"]]
     assert len(ids) == 3 and len({s["control"] for s in sessions["sessions"]}) == 3
-    for n, session in enumerate(ids):
+    for session in ids:
         args = [command("station"), "send", *_ctl(tmp_path), "--session", session[:12]]
         assert run([*args, f"for {session[:6]}"]).returncode == 0
     for home, _ in phones:

@@ -54,8 +54,9 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     ready = station.wait_for("ready")
     home = tmp_path / "phone"
     assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home),
-                  "--json"])
+    phone = Proc(
+        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
+    )
     phone.wait_for("paired")
     station.wait_for("paired")
     before = _rss_kib(station.popen.pid)
@@ -70,7 +71,9 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     rows: list[dict[str, object]] = []
     while time.monotonic() < deadline and not rows:
-        rows = json.loads(run([command("medic-phone"), "log", "--home", str(home), "--json"]).stdout)
+        rows = json.loads(
+            run([command("medic-phone"), "log", "--home", str(home), "--json"]).stdout
+        )
         time.sleep(0.2)
     assert [r["text"] for r in rows] == ["still alive"]
     status = json.loads(run([command("station"), "status", *ctl, "--json"]).stdout)

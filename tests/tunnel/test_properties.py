@@ -13,7 +13,7 @@ from tunnel.events import PairingFailed, Settings
 from tunnel.identity import PhoneIdentity
 from tunnel.noise import HandshakeState
 from tunnel.session import PhoneEndpoint
-from tunnel.testing.faults import FaultRates, FaultyLink
+from tunnel.testing.pair_faults import FaultRates, PairFaults
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -39,7 +39,7 @@ def test_exactly_once_in_order_under_any_faults(
 ) -> None:
     phone_settings = Settings(auto_ack=not manual_ack)
     pair = paired(phone_settings=phone_settings).pair
-    link = FaultyLink(pair, seed, rates)
+    link = PairFaults(pair, seed, rates)
     to_phone: list[bytes] = []
     to_station: list[bytes] = []
     for i, who in enumerate(sends):
