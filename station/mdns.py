@@ -59,7 +59,8 @@ class StationAdvertiser:
             server=f"fieldstation-{self.tag}.local.",
         )
 
-    async def start(self) -> None:
+    async def start(self, *, offer_open: bool = False) -> None:
+        self._offer_open = offer_open
         self._zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
         self._current = self._addresses()
         self._info = self._make_info(self._current)

@@ -78,6 +78,7 @@ class Supervisor:
         self._spawn_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = False
+        self._first_offer = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -123,12 +124,15 @@ class Supervisor:
         os.chmod(self.control_dir, 0o700)
         self._control = ControlServer(self.control_path, self)
         await self._control.start()
+        await self._ensure_standby()
         if self.config.mdns:
             from station.mdns import StationAdvertiser
 
+            # Announce once there is an offer, so the first answer a phone sees is true.
+            async with asyncio.timeout(30):
+                await self._first_offer.wait()
             self._advertiser = StationAdvertiser(name=self.config.name, port=self.port)
-            await self._advertiser.start()
-        await self._ensure_standby()
+            await self._advertiser.start(offer_open=True)
         self._spawn(self._policy_loop())
 
     async def _shutdown(self) -> None:
@@ -226,6 +230,7 @@ class Supervisor:
                 "pair_code": info.pair_code,
                 "expires_at": info.offer_expires,
             }
+            self._first_offer.set()
             if not self._ready:
                 self._ready = True
                 out.update(name=self.config.name, port=self.port, control=str(self.control_path))
