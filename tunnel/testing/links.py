@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnel.errors import LinkError, UsageError
@@ -79,7 +79,7 @@ class Delivery:
 
     conn: int
     side: Side
-    data: bytes
+    data: bytes = field(repr=False)  # reprs end up in logs; message content must not
     at: float
 
 
