@@ -209,6 +209,32 @@ def log(home: Path | None, as_json: bool) -> None:
 
 @main.command()
 @_HOME
+@click.option("--chat", default="field-notes", show_default=True, help="Chat to add it to.")
+@click.argument("text")
+def say(home: Path | None, chat: str, text: str) -> None:
+    """Add a message to the phone's own chats (as if typed on the phone).
+
+    A running `link` pushes it to the station's mirror within a second.
+    """
+    import time
+
+    directory = resolve_home(str(home) if home else None)
+
+    async def add() -> int:
+        async with PhoneStore.open(directory) as store:
+            await store.ensure_chat(chat, chat.replace("-", " ").title())
+            return await store.add_message(chat, "medic (phone)", text, time.time())
+
+    try:
+        version = asyncio.run(add())
+    except PhoneError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"added (version {version})")
+
+
+@main.command()
+@_HOME
 def unlink(home: Path | None) -> None:
     """Log the station out remotely, through the running `link`."""
     directory = resolve_home(str(home) if home else None)

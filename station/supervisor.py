@@ -271,6 +271,9 @@ class Supervisor:
                 reason = handle.stop_requested or info.ended_reason
                 info.ended_reason = reason
                 self.emit({"event": "logout", "session": info.session, "reason": reason})
+        elif kind == "mirror":
+            info.mirrored = int(event.get("messages", 0))
+            info.mirror_version = int(event.get("version", 0))
         elif kind == "hardening":
             info.hardening = event
         elif kind == "pairing_failed":
@@ -418,6 +421,8 @@ class Supervisor:
                     "fingerprint": info.fingerprint,
                     "linked": info.linked,
                     "depth": info.depth,
+                    "mirrored": info.mirrored,
+                    "mirror_version": info.mirror_version,
                     "idle_s": round(now - info.last_input, 1),
                     "age_s": round(now - (info.paired_at or now), 1),
                     "control": info.control,

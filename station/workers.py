@@ -36,6 +36,8 @@ class WorkerInfo:
     paired_at: float | None = None
     linked: bool = False
     depth: int = 0
+    mirrored: int = 0  # messages in the worker's mirror (a count, never content)
+    mirror_version: int = 0
     last_input: float = 0.0
     ended_reason: str | None = None
     undelivered: int | None = None

@@ -95,6 +95,38 @@ def test_pair_by_uri_send_log_and_logout(station: Proc, tmp_path: Path) -> None:
     assert phone.popen.wait(10) == 0
 
 
+def test_phone_state_is_mirrored_and_unlink_logs_out(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    phone = _link(home, str(station.wait_for("ready")["pair_uri"]))
+    phone.wait_for("paired")
+    station.wait_for("paired")
+
+    def mirrored() -> int:
+        status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+        return int(status["sessions"][0]["mirrored"])
+
+    assert (
+        run([command("medic-phone"), "say", "--home", str(home), "from the phone"]).returncode == 0
+    )
+    deadline = time.monotonic() + 1.5  # "the kiosk mirrors the phone within a second"
+    while mirrored() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mirrored() == 1
+    assert run([command("station"), "send", *_ctl(tmp_path), "typed at the kiosk"]).returncode == 0
+    deadline = time.monotonic() + 1.5  # applied on the phone, then mirrored back
+    while mirrored() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mirrored() == 2
+    result = run([command("medic-phone"), "unlink", "--home", str(home)])
+    assert result.returncode == 0, result.stderr
+    assert station.wait_for("logout")["reason"] == "remote"
+    assert station.wait_for("wiped")["undelivered"] == 0
+    assert phone.wait_for("logout")["reason"] == "remote"
+    assert phone.popen.wait(10) == 0
+    result = run([command("medic-phone"), "unlink", "--home", str(home)])
+    assert result.returncode == 1 and "no running" in result.stderr
+
+
 def test_phone_killed_and_restarted_mid_stream(station: Proc, tmp_path: Path) -> None:
     home = _phone_home(tmp_path)
     uri = str(station.wait_for("ready")["pair_uri"])
@@ -115,7 +147,7 @@ def test_phone_killed_and_restarted_mid_stream(station: Proc, tmp_path: Path) ->
 
 def test_several_phones_each_with_its_own_worker(station: Proc, tmp_path: Path) -> None:
     phones = []
-    for n in range(3):
+    for n in range(8):
         home = _phone_home(tmp_path, f"phone{n}")
         offers = [e for e in station.events if e["event"] in ("ready", "offer")]
         phone = _link(home, str(offers[-1]["pair_uri"]))
@@ -125,7 +157,7 @@ def test_several_phones_each_with_its_own_worker(station: Proc, tmp_path: Path) 
         phones.append((home, phone))
     sessions = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
     ids = [s["session"] for s in sessions["sessions"]]
-    assert len(ids) == 3 and len({s["control"] for s in sessions["sessions"]}) == 3
+    assert len(ids) == 8 and len({s["control"] for s in sessions["sessions"]}) == 8
     for session in ids:
         args = [command("station"), "send", *_ctl(tmp_path), "--session", session[:12]]
         assert run([*args, f"for {session[:6]}"]).returncode == 0
