@@ -426,6 +426,7 @@ class Supervisor:
                     "idle_s": round(now - info.last_input, 1),
                     "age_s": round(now - (info.paired_at or now), 1),
                     "control": info.control,
+                    "pid": handle.process.pid,
                     "ending": handle.stop_requested,
                 }
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -170,6 +171,31 @@ def test_several_phones_each_with_its_own_worker(station: Proc, tmp_path: Path) 
     assert result.returncode != 0 and "several sessions" in result.stderr
     for _, phone in phones:
         phone.stop()
+
+
+def test_a_crashed_worker_disturbs_no_other_session(station: Proc, tmp_path: Path) -> None:
+    homes = []
+    for n in range(2):
+        home = _phone_home(tmp_path, f"p{n}")
+        offers = [e for e in station.events if e["event"] in ("ready", "offer")]
+        phone = _link(home, str(offers[-1]["pair_uri"]))
+        phone.wait_for("paired")
+        station.wait_for("offer", where=lambda e, k=n: station.count("offer") > k)
+        homes.append(home)
+    status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    victim, survivor = status["sessions"]
+    os.kill(victim["pid"], signal.SIGSEGV)
+    wiped = station.wait_for("wiped", where=lambda e: e["session"] == victim["session"])
+    assert wiped["exit"] != 0
+    logout = station.wait_for("logout", where=lambda e: e["session"] == victim["session"])
+    assert logout["reason"] == "crashed"
+    args = [command("station"), "send", *_ctl(tmp_path), "--session", survivor["session"]]
+    assert run([*args, "after the crash"]).returncode == 0
+    rows = [_wait_log(h, 1, timeout=5) for h in homes]
+    assert sorted(len(r) for r in rows) == [0, 1]
+    status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    assert [s["session"] for s in status["sessions"]] == [survivor["session"]]
+    assert status["offer_open"]
 
 
 def test_full_queue_is_refused_with_a_clear_error(tmp_path: Path) -> None:
