@@ -1,300 +1,720 @@
-"""The phone's durable store: SQLite (WAL, synchronous=FULL) through aiosqlite.
+"""The phone's durable store: SQLite (WAL, ``synchronous=FULL``) through aiosqlite.
 
-It holds the links with stations (and the tunnel state each needs to resume after a
-restart), every command applied (with the receive cursor advanced in the same
-transaction, so a command is applied exactly once even across a crash), and the
-phone's own chats and messages, versioned so that changes can be pushed incrementally.
+It holds the links with stations (and the opaque tunnel state each needs to resume
+after a phone restart), every station command applied, the phone's own chats and
+messages, and the tunnel's outbound queue.
+
+Exactly once: a command and the link's receive cursor (``delivered``) are written in
+one transaction, and with ``synchronous=FULL`` a commit is on disk before it returns.
+After a crash the command is either applied with its cursor or absent with its
+cursor; the station resends what the phone never acknowledged, and a resent command
+at or below the cursor is recognised as a duplicate.
+
+Versions: every change to a chat or a message takes the next value of one counter,
+so the phone can push a snapshot at version V and then "everything after V".
+
+One connection per store, used by one event loop. Every operation runs inside its
+own transaction under an ``asyncio.Lock``: two coroutines sharing the connection must
+never interleave statements into each other's transaction (a reader would otherwise
+see rows that a rollback then takes back).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
 import sqlite3
+import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 import aiosqlite
 
-from medic_phone.errors import NotInitialized, StoreCorrupt, StoreError
+from medic_phone.errors import PhoneUsageError, StoreCorrupt, StoreError, StoreMissing
 
 DB_FILE = "phone.db"
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS links (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    station TEXT NOT NULL,
-    paired_at REAL NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('linked', 'ended')),
-    end_reason TEXT,
-    delivered INTEGER NOT NULL DEFAULT 0,
-    tunnel_state BLOB
-);
-CREATE INDEX IF NOT EXISTS links_by_key ON links (key, state);
-CREATE TABLE IF NOT EXISTS commands (
-    link_id TEXT NOT NULL REFERENCES links (id),
-    seq INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    station TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    PRIMARY KEY (link_id, seq)
-);
-CREATE TABLE IF NOT EXISTS chats (
-    id TEXT PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    chat_id TEXT NOT NULL REFERENCES chats (id),
-    sender TEXT NOT NULL,
-    body TEXT NOT NULL,
-    sent_at REAL NOT NULL,
-    version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_version ON messages (version);
-"""
+# One tuple of statements per schema version; ``migrate`` runs each step in one
+# transaction (SQLite's DDL is transactional), so a crash mid-migration leaves the
+# previous version intact. Append new steps; never edit a released one.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO counters (name, value) VALUES ('change_version', 0)",
+        # key: what the link was made from ('offer:<id>' or 'code:<code>'), to resume it.
+        # station_info: JSON, display data only; no keys or fingerprints.
+        """CREATE TABLE links (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            station TEXT NOT NULL,
+            station_info TEXT NOT NULL DEFAULT '{}',
+            paired_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'linked' CHECK (state IN ('linked', 'ended')),
+            end_reason TEXT,
+            tunnel_state BLOB,
+            delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered >= 0)
+        )""",
+        "CREATE INDEX links_by_key ON links (key, state, paired_at)",
+        # A rowid table: rowids only grow (nothing is deleted), so rowid order is the
+        # order of application across links.
+        """CREATE TABLE commands (
+            link_id TEXT NOT NULL REFERENCES links (id),
+            seq INTEGER NOT NULL CHECK (seq >= 1),
+            text TEXT NOT NULL,
+            station TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (link_id, seq)
+        )""",
+        """CREATE TABLE chats (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        "CREATE INDEX chats_by_version ON chats (version)",
+        "CREATE INDEX chats_by_recency ON chats (updated_at)",
+        """CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (id),
+            sender TEXT NOT NULL,
+            body TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            version INTEGER NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX messages_by_chat ON messages (chat_id, version)",
+        """CREATE TABLE outbox (
+            link_id TEXT NOT NULL REFERENCES links (id),
+            seq INTEGER NOT NULL,
+            sealed BLOB NOT NULL,
+            PRIMARY KEY (link_id, seq)
+        ) WITHOUT ROWID""",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
+# Chats and messages go straight into the mirror's JSON (``station.mirror.encode_update``),
+# so they stay plain dicts with the mirror's keys: chats {id, title}; messages {id, chat,
+# sender, body, sent_at}.
 Row = dict[str, Any]
 
 
+class LinkRow(TypedDict):
+    id: str
+    key: str
+    station: str
+    station_info: dict[str, Any]
+    paired_at: float
+    state: str  # 'linked' | 'ended'
+    end_reason: str | None
+    delivered: int
+
+
+class CommandRow(TypedDict):
+    seq: int
+    text: str
+    station: str
+    received_at: float
+    link_id: str
+
+
+class IncomingCommand(NamedTuple):
+    """One station command to apply, for ``apply_commands``."""
+
+    link_id: str
+    seq: int
+    text: str
+    station: str
+    received_at: float
+
+
+async def _all(
+    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    async with db.execute(sql, params) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+async def _one(
+    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> tuple[Any, ...] | None:
+    async with db.execute(sql, params) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else tuple(row)
+
+
+async def migrate(db: aiosqlite.Connection, path: Path) -> int:
+    """Bring the schema at ``db`` up to ``SCHEMA_VERSION``; returns the version found first.
+
+    The connection must be in autocommit mode. Each step re-reads the version under the
+    write lock, so two processes opening one store at once migrate it once.
+    """
+    found = await _schema_version(db, path)
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"{path} was written by a newer medic-phone (schema {found})")
+    for target in range(found + 1, SCHEMA_VERSION + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if await _schema_version(db, path) == target - 1:
+                for statement in _MIGRATIONS[target - 1]:
+                    await db.execute(statement)
+                await db.execute("DELETE FROM schema_version")
+                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+            raise
+    return found
+
+
+async def _schema_version(db: aiosqlite.Connection, path: Path) -> int:
+    """0 for an empty database; ``StoreCorrupt`` for one that is not a phone store."""
+    tables = {str(r[0]) for r in await _all(db, "SELECT name FROM sqlite_master")}
+    if not tables:
+        return 0
+    if "schema_version" not in tables:
+        raise StoreCorrupt(
+            f"{path} is not a healthy phone store (another program's database?); "
+            "nothing was changed"
+        )
+    rows = await _all(db, "SELECT version FROM schema_version")
+    if len(rows) != 1 or not isinstance(rows[0][0], int) or rows[0][0] < 1:
+        raise StoreCorrupt(f"{path} is not a healthy phone store (bad schema version)")
+    return int(rows[0][0])
+
+
+def _prepare_home(home: Path, path: Path) -> None:
+    """Create the home (0700) and an empty database file (0600; SQLite's -wal and -shm
+    files copy the database's mode), so no moment exists when they are world-readable."""
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the phone home {home}: {exc.strerror}") from None
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass  # an existing store is opened (and migrated), never replaced
+    except OSError as exc:
+        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from None
+
+
+def _translate(exc: sqlite3.Error, path: Path, context: str) -> StoreError:
+    """Damage (SQLITE_CORRUPT, SQLITE_NOTADB) is ``StoreCorrupt``; anything else -- busy,
+    I/O, a constraint, a bad argument -- is a ``StoreError``, never called damage."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return StoreCorrupt(f"{path} is not a healthy phone store ({exc}); nothing was changed")
+    return StoreError(f"{context}: {exc}")
+
+
+def _check_exists(home: Path, path: Path) -> None:
+    if not home.is_dir():
+        raise StoreMissing(f"no phone home at {home}: run `medic-phone init` first")
+    if not path.exists():
+        raise StoreMissing(f"no store in {home}: run `medic-phone init` first")
+    if not path.is_file():
+        raise StoreCorrupt(f"{path} is not a healthy phone store (not a regular file)")
+
+
 class PhoneStore:
+    """The phone's store. Get one with ``async with PhoneStore.open(home)`` (or ``create``)."""
+
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
+        self._lock = asyncio.Lock()
+        self._closed = False
         self.path = path
 
-    # -- opening -----------------------------------------------------------------------
+    # -- opening and closing -------------------------------------------------------------
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def create(cls, home: Path) -> AsyncIterator[PhoneStore]:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at init)
-        async with cls._connect(home / DB_FILE, create=True) as store:
-            yield store
+    async def connect(cls, home: Path, *, create: bool = False) -> PhoneStore:
+        """Open the store under ``home`` (creating it if ``create``); the caller closes it.
+
+        Raises ``StoreMissing`` (no home, no database, or an empty one, unless
+        ``create``), ``StoreCorrupt`` (not SQLite, failing ``quick_check``, or not a
+        phone store; the file is left exactly as it was) or ``StoreError``.
+        """
+        path = home / DB_FILE
+        if create:
+            _prepare_home(home, path)
+        else:
+            _check_exists(home, path)
+        # mode=rw: a file that vanished since the check is an error, not a new empty store.
+        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={'rwc' if create else 'rw'}"
+        try:
+            db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        store = cls(db, path)
+        try:
+            await store._prepare(create=create)
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, home: Path) -> AsyncIterator[PhoneStore]:
-        if not home.is_dir():  # noqa: ASYNC240 (one stat before opening)
-            raise NotInitialized(f"no phone home at {home}: run `medic-phone init` first")
-        path = home / DB_FILE
-        if not path.exists():
-            raise NotInitialized(f"no store in {home}: run `medic-phone init` first")
-        async with cls._connect(path, create=False) as store:
+        """The existing store under ``home``, closed on exit."""
+        store = await cls.connect(home)
+        try:
             yield store
+        finally:
+            await store.close()
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def _connect(cls, path: Path, *, create: bool) -> AsyncIterator[PhoneStore]:
+    async def create(cls, home: Path) -> AsyncIterator[PhoneStore]:
+        """The store under ``home``, created (home 0700, file 0600) if absent; closed on exit."""
+        store = await cls.connect(home, create=True)
         try:
-            db = await aiosqlite.connect(path)
-        except sqlite3.Error as exc:
-            raise StoreCorrupt(f"cannot open {path}: {exc}") from None
-        try:
-            store = cls(db, path)
-            await store._prepare(create=create)
             yield store
         finally:
-            await db.close()
+            await store.close()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._db.close()
 
     async def _prepare(self, *, create: bool) -> None:
         db = self._db
         try:
-            async with db.execute("PRAGMA quick_check") as cursor:
-                row = await cursor.fetchone()
-            if row is None or row[0] != "ok":
-                raise StoreCorrupt(f"{self.path} fails its integrity check; nothing was changed")
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("PRAGMA foreign_keys=ON")
+            # Before anything reads: no temporary table or sort ever spills to disk.
             await db.execute("PRAGMA temp_store=MEMORY")
-            await db.executescript(_SCHEMA)
+            # Check before the first write (setting WAL writes the header).
+            verdict = [str(r[0]) for r in await _all(db, "PRAGMA quick_check")] or ["no answer"]
+            if verdict != ["ok"]:
+                raise StoreCorrupt(
+                    f"{self.path} is not a healthy phone store (quick_check: {verdict[0]}); "
+                    "nothing was changed"
+                )
+            if await _schema_version(db, self.path) == 0 and not create:
+                raise StoreMissing(f"the store {self.path} is empty: run `medic-phone init` first")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=FULL")
+            mode = await _one(db, "PRAGMA journal_mode=WAL")
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StoreError(f"{self.path}: this filesystem does not support WAL mode")
+            settings = await self._settings()
+            if settings["temp_store"] != 2 or settings["foreign_keys"] != 1:
+                raise StoreError(f"{self.path}: SQLite refused the store's settings")
+            await migrate(db, self.path)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, f"cannot open {self.path}") from None
+
+    async def _settings(self) -> dict[str, object]:
+        values: dict[str, object] = {}
+        for name in ("journal_mode", "synchronous", "foreign_keys", "temp_store"):
+            row = await _one(self._db, f"PRAGMA {name}")
+            values[name] = None if row is None else row[0]
+        return values
+
+    async def settings(self) -> dict[str, object]:
+        """The connection's SQLite settings, read back (for audits and tests)."""
+        async with self._lock:
+            return await self._settings()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction, alone on the connection; sqlite errors become store errors."""
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        async with self._lock:
+            db = self._db
+            try:
+                # IMMEDIATE takes the write lock up front: no upgrade deadlock, and the
+                # busy timeout applies to the whole transaction.
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                    await db.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed COMMIT, which can leave the transaction open.
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path, f"{self.path} refused the operation") from None
+
+    # -- links ---------------------------------------------------------------------------
+
+    async def create_link(
+        self,
+        link_id: str,
+        *,
+        station: str,
+        key: str,
+        info: Mapping[str, Any] | None = None,
+        paired_at: float | None = None,
+    ) -> None:
+        """Record a new pairing (``link_id``: the session id in hex); StoreError if known."""
+        info_json = json.dumps(dict(info or {}), sort_keys=True)
+        when = time.time() if paired_at is None else paired_at
+        async with self._transaction(write=True) as db:
             await db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
+                "INSERT INTO links (id, key, station, station_info, paired_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (link_id, key, station, info_json, when),
             )
-            await db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('version', '0')")
-            await db.commit()
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(
-                f"{self.path} is not a healthy phone store ({exc}); nothing was changed"
-            ) from None
-        schema = await self._meta("schema")
-        if int(schema) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} was written by a newer medic-phone (schema {schema})")
-
-    async def _meta(self, key: str) -> str:
-        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            raise StoreCorrupt(f"{self.path}: missing {key}")
-        return str(row[0])
-
-    # -- links -------------------------------------------------------------------------
-
-    async def create_link(self, link_id: str, *, station: str, key: str) -> None:
-        import time
-
-        await self._db.execute(
-            "INSERT INTO links (id, key, station, paired_at, state) VALUES (?, ?, ?, ?, 'linked')",
-            (link_id, key, station, time.time()),
-        )
-        await self._db.commit()
 
     async def find_link(self, key: str) -> tuple[str, bytes, int] | None:
-        """The live link made from this URI or code, with its saved tunnel state."""
-        async with self._db.execute(
-            "SELECT id, tunnel_state, delivered FROM links"
-            " WHERE key = ? AND state = 'linked' AND tunnel_state IS NOT NULL"
-            " ORDER BY paired_at DESC LIMIT 1",
-            (key,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        """The newest live link made from this URI or code: (id, tunnel state, delivered)."""
+        async with self._transaction(write=False) as db:
+            row = await _one(
+                db,
+                "SELECT id, tunnel_state, delivered FROM links"
+                " WHERE key = ? AND state = 'linked' AND tunnel_state IS NOT NULL"
+                " ORDER BY paired_at DESC, rowid DESC LIMIT 1",
+                (key,),
+            )
         return None if row is None else (str(row[0]), bytes(row[1]), int(row[2]))
 
     async def save_link_state(self, link_id: str, blob: bytes) -> None:
-        await self._db.execute("UPDATE links SET tunnel_state = ? WHERE id = ?", (blob, link_id))
-        await self._db.commit()
+        """Replace the link's opaque tunnel state. An ended link keeps none: its
+        resumption secret must never come back, so a late save is ignored."""
+        async with self._transaction(write=True) as db:
+            if (await self._link(db, link_id))[0] == "linked":
+                await db.execute(
+                    "UPDATE links SET tunnel_state = ? WHERE id = ?", (bytes(blob), link_id)
+                )
+
+    async def load_link_state(self, link_id: str) -> bytes | None:
+        """The link's saved tunnel state; None if none was saved or the link has ended."""
+        async with self._transaction(write=False) as db:
+            blob = (await self._link(db, link_id))[2]
+        return None if blob is None else bytes(blob)
 
     async def end_link(self, link_id: str, reason: str) -> None:
-        # The resumption secret dies with the link: it must never be usable again.
-        await self._db.execute(
-            "UPDATE links SET state = 'ended', end_reason = ?, tunnel_state = NULL WHERE id = ?",
-            (reason, link_id),
+        """Mark the link ended (the first reason stays); its tunnel state and outbox go."""
+        async with self._transaction(write=True) as db:
+            if (await self._link(db, link_id))[0] == "ended":
+                return
+            await db.execute(
+                "UPDATE links SET state = 'ended', end_reason = ?, tunnel_state = NULL"
+                " WHERE id = ?",
+                (reason, link_id),
+            )
+            # Sealed entries for a link that can never resume can never be sent.
+            await db.execute("DELETE FROM outbox WHERE link_id = ?", (link_id,))
+
+    async def link(self, link_id: str) -> LinkRow | None:
+        async with self._transaction(write=False) as db:
+            rows = await self._link_rows(db, link_id)
+        return rows[0] if rows else None
+
+    async def links(self) -> list[LinkRow]:
+        """Every link, oldest pairing first."""
+        async with self._transaction(write=False) as db:
+            return await self._link_rows(db, None)
+
+    async def delivered(self, link_id: str) -> int:
+        """The link's receive cursor: the highest command seq applied in order."""
+        async with self._transaction(write=False) as db:
+            return int((await self._link(db, link_id))[1])
+
+    async def _link(self, db: aiosqlite.Connection, link_id: str) -> tuple[Any, ...]:
+        """(state, delivered, tunnel_state) of a link; ``StoreError`` if it is unknown."""
+        row = await _one(
+            db, "SELECT state, delivered, tunnel_state FROM links WHERE id = ?", (link_id,)
         )
-        await self._db.commit()
+        if row is None:
+            raise StoreError(f"no link {link_id[:16]} in {self.path}")
+        return row
 
-    async def links(self) -> list[Row]:
-        async with self._db.execute(
-            "SELECT id, station, paired_at, state, end_reason, delivered FROM links"
-            " ORDER BY paired_at"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        keys = ("id", "station", "paired_at", "state", "end_reason", "delivered")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+    async def _link_rows(self, db: aiosqlite.Connection, link_id: str | None) -> list[LinkRow]:
+        if link_id is None:
+            rows = await _all(
+                db,
+                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered"
+                " FROM links ORDER BY paired_at, rowid",
+            )
+        else:
+            rows = await _all(
+                db,
+                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered"
+                " FROM links WHERE id = ?",
+                (link_id,),
+            )
+        return [
+            LinkRow(
+                id=str(r[0]),
+                key=str(r[1]),
+                station=str(r[2]),
+                station_info=json.loads(r[3]),
+                paired_at=float(r[4]),
+                state=str(r[5]),
+                end_reason=None if r[6] is None else str(r[6]),
+                delivered=int(r[7]),
+            )
+            for r in rows
+        ]
 
-    # -- commands ----------------------------------------------------------------------
+    # -- commands ------------------------------------------------------------------------
 
     async def apply_command(
         self, link_id: str, seq: int, text: str, station: str, received_at: float
     ) -> bool:
-        """Apply one command exactly once: False for a duplicate, StoreError for a gap."""
-        return await self.apply_commands(link_id, [(seq, text, station, received_at)]) == 1
+        """Apply one command exactly once: True if applied now, False for a duplicate
+        (``seq`` at or below the cursor); ``StoreError`` for a gap (nothing changes)."""
+        [applied] = await self.apply_commands(
+            [IncomingCommand(link_id, seq, text, station, received_at)]
+        )
+        return applied
 
-    async def apply_commands(
-        self, link_id: str, batch: Iterable[tuple[int, str, str, float]]
-    ) -> int:
-        """Apply a batch in one transaction (group commit); returns how many were new."""
-        db = self._db
-        applied = 0
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            async with db.execute("SELECT delivered FROM links WHERE id = ?", (link_id,)) as c:
-                row = await c.fetchone()
-            if row is None:
-                raise StoreError(f"no link {link_id}")
-            delivered = int(row[0])
-            for seq, text, station, received_at in batch:
+    async def apply_commands(self, batch: Iterable[IncomingCommand]) -> list[bool]:
+        """Apply many commands in one transaction (one fsync: group commit).
+
+        Returns, per command, whether it was applied now (False: a duplicate). A gap
+        anywhere raises ``StoreError`` and rolls back the whole batch.
+        """
+        commands = list(batch)
+        for command in commands:
+            if command.seq < 1:
+                raise PhoneUsageError(f"command sequence numbers start at 1, not {command.seq}")
+        if not commands:
+            return []
+        results: list[bool] = []
+        cursors: dict[str, int] = {}
+        async with self._transaction(write=True) as db:
+            for link_id, seq, text, station, received_at in commands:
+                if link_id not in cursors:
+                    cursors[link_id] = int((await self._link(db, link_id))[1])
+                delivered = cursors[link_id]
                 if seq <= delivered:
+                    results.append(False)
                     continue
                 if seq != delivered + 1:
-                    raise StoreError(f"command {seq} would skip {delivered + 1}")
+                    raise StoreError(
+                        f"command {seq} on link {link_id[:16]} would skip"
+                        f" {delivered + 1}..{seq - 1}; nothing was applied"
+                    )
                 await db.execute(
                     "INSERT INTO commands (link_id, seq, text, station, received_at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (link_id, seq, text, station, received_at),
                 )
-                delivered = seq
-                applied += 1
-            await db.execute("UPDATE links SET delivered = ? WHERE id = ?", (delivered, link_id))
-            await db.commit()
-        except BaseException:
-            await db.rollback()
-            raise
-        return applied
+                cursors[link_id] = seq
+                results.append(True)
+            for link_id, delivered in cursors.items():
+                await db.execute(
+                    "UPDATE links SET delivered = ? WHERE id = ?", (delivered, link_id)
+                )
+        return results
 
-    async def delivered(self, link_id: str) -> int:
-        async with self._db.execute("SELECT delivered FROM links WHERE id = ?", (link_id,)) as c:
-            row = await c.fetchone()
-        return int(row[0]) if row else 0
-
-    async def commands(self, link_id: str | None = None) -> list[Row]:
-        query = "SELECT seq, text, station, received_at, link_id FROM commands"
-        params: tuple[str, ...] = ()
-        if link_id is not None:
-            query += " WHERE link_id = ?"
-            params = (link_id,)
-        query += " ORDER BY rowid"
-        async with self._db.execute(query, params) as cursor:
-            rows = await cursor.fetchall()
-        keys = ("seq", "text", "station", "received_at", "link")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+    async def commands(self, link_id: str | None = None) -> list[CommandRow]:
+        """The applied commands (of one link, or all), in order of application."""
+        async with self._transaction(write=False) as db:
+            if link_id is None:
+                rows = await _all(
+                    db,
+                    "SELECT seq, text, station, received_at, link_id FROM commands ORDER BY rowid",
+                )
+            else:
+                rows = await _all(
+                    db,
+                    "SELECT seq, text, station, received_at, link_id FROM commands"
+                    " WHERE link_id = ? ORDER BY rowid",
+                    (link_id,),
+                )
+        return [
+            CommandRow(
+                seq=int(r[0]),
+                text=str(r[1]),
+                station=str(r[2]),
+                received_at=float(r[3]),
+                link_id=str(r[4]),
+            )
+            for r in rows
+        ]
 
     # -- the phone's own chats and messages ----------------------------------------------
 
-    async def _bump(self) -> int:
-        version = int(await self._meta("version")) + 1
-        await self._db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
-        return version
-
-    async def ensure_chat(self, chat_id: str, title: str) -> None:
-        async with self._db.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)) as cursor:
-            if await cursor.fetchone() is not None:
-                return
-        version = await self._bump()
-        await self._db.execute(
-            "INSERT INTO chats (id, title, version) VALUES (?, ?, ?)", (chat_id, title, version)
-        )
-        await self._db.commit()
-
-    async def add_message(self, chat_id: str, sender: str, body: str, sent_at: float) -> int:
-        version = await self._bump()
-        await self._db.execute(
-            "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (uuid.uuid4().hex, chat_id, sender, body, sent_at, version),
-        )
-        await self._db.commit()
-        return version
+    async def _version(self, db: aiosqlite.Connection, *, bump: bool = False) -> int:
+        """The change counter; with ``bump``, advanced by one first (inside a write)."""
+        if bump:
+            row = await _one(
+                db,
+                "UPDATE counters SET value = value + 1"
+                " WHERE name = 'change_version' RETURNING value",
+            )
+        else:
+            row = await _one(db, "SELECT value FROM counters WHERE name = 'change_version'")
+        if row is None:
+            raise StoreCorrupt(f"{self.path} is not a healthy phone store (no change counter)")
+        return int(row[0])
 
     async def version(self) -> int:
-        return int(await self._meta("version"))
+        """The version of the latest change to a chat or a message (0: none yet)."""
+        async with self._transaction(write=False) as db:
+            return await self._version(db)
+
+    async def ensure_chat(self, chat_id: str, title: str, *, now: float | None = None) -> bool:
+        """Create the chat, or retitle it; True if that changed anything (a new version)."""
+        when = time.time() if now is None else now
+        async with self._transaction(write=True) as db:
+            row = await _one(db, "SELECT title FROM chats WHERE id = ?", (chat_id,))
+            if row is not None and row[0] == title:
+                return False
+            version = await self._version(db, bump=True)
+            if row is None:
+                await db.execute(
+                    "INSERT INTO chats (id, title, updated_at, version) VALUES (?, ?, ?, ?)",
+                    (chat_id, title, when, version),
+                )
+            else:
+                await db.execute(
+                    "UPDATE chats SET title = ?, version = ? WHERE id = ?",
+                    (title, version, chat_id),
+                )
+        return True
+
+    async def add_message(self, chat_id: str, sender: str, body: str, sent_at: float) -> int:
+        """Add a message to an existing chat; returns its version."""
+        async with self._transaction(write=True) as db:
+            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (chat_id,)) is None:
+                raise StoreError(f"no chat {chat_id!r}: call ensure_chat first")
+            version = await self._version(db, bump=True)
+            await db.execute(
+                "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, chat_id, sender, body, sent_at, version),
+            )
+            # Recency orders the snapshot; it is not a change the mirror needs pushed.
+            await db.execute(
+                "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
+                (sent_at, chat_id),
+            )
+        return version
 
     async def snapshot(
         self, *, limit_chats: int = 50, limit_messages: int = 200
     ) -> tuple[int, list[Row], list[Row]]:
-        version = await self.version()
-        chats = await self._rows(
-            "SELECT id, title FROM chats ORDER BY version DESC LIMIT ?", (limit_chats,)
-        )
-        messages = await self._message_rows(
-            "SELECT id, chat_id, sender, body, sent_at FROM messages ORDER BY version DESC LIMIT ?",
-            (limit_messages,),
-        )
-        return version, chats, list(reversed(messages))
+        """(version, the most recent chats, the latest messages of those chats, oldest first).
 
-    async def changes_since(self, version: int) -> tuple[int, list[Row], list[Row]]:
-        current = await self.version()
-        chats = await self._rows(
-            "SELECT id, title FROM chats WHERE version > ? ORDER BY version", (version,)
-        )
-        messages = await self._message_rows(
-            "SELECT id, chat_id, sender, body, sent_at FROM messages WHERE version > ?"
-            " ORDER BY version",
-            (version,),
-        )
-        return current, chats, messages
+        Everything up to ``version`` that the mirror shows is in it: push it, then
+        ``changes_since(version)``.
+        """
+        if limit_chats < 0 or limit_messages < 0:
+            raise PhoneUsageError("snapshot limits must not be negative")
+        async with self._transaction(write=False) as db:
+            version = await self._version(db)
+            chats = await _all(
+                db,
+                "SELECT id, title, version FROM chats"
+                " ORDER BY updated_at DESC, version DESC LIMIT ?",
+                (limit_chats,),
+            )
+            messages = await _all(
+                db,
+                "SELECT id, chat_id, sender, body, sent_at, version FROM messages WHERE chat_id IN"
+                " (SELECT id FROM chats ORDER BY updated_at DESC, version DESC LIMIT ?)"
+                " ORDER BY version DESC LIMIT ?",
+                (limit_chats, limit_messages),
+            )
+        messages.reverse()
+        return version, [_chat_row(r) for r in chats], [_message_row(r) for r in messages]
 
-    async def _rows(self, query: str, params: tuple[Any, ...]) -> list[Row]:
-        async with self._db.execute(query, params) as cursor:
-            rows = await cursor.fetchall()
-        return [{"id": str(r[0]), "title": str(r[1])} for r in rows]
+    async def changes_since(
+        self, version: int, *, limit: int | None = None
+    ) -> tuple[int, list[Row], list[Row]]:
+        """(up_to, chats, messages) changed after ``version``, each in version order.
 
-    async def _message_rows(self, query: str, params: tuple[Any, ...]) -> list[Row]:
-        async with self._db.execute(query, params) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            {"id": r[0], "chat": r[1], "sender": r[2], "body": r[3], "sent_at": r[4]} for r in rows
-        ]
+        ``up_to`` is the version the result brings a mirror to: the current version, or,
+        when ``limit`` cut the result short, the last change included (ask again from it).
+        """
+        if version < 0:
+            raise PhoneUsageError("versions start at 0")
+        if limit is not None and limit < 1:
+            raise PhoneUsageError("a change limit is at least 1")
+        cap = -1 if limit is None else limit  # SQLite: LIMIT -1 is no limit
+        async with self._transaction(write=False) as db:
+            current = await self._version(db)
+            if version >= current:
+                return current, [], []
+            chats = await _all(
+                db,
+                "SELECT id, title, version FROM chats WHERE version > ? ORDER BY version LIMIT ?",
+                (version, cap),
+            )
+            messages = await _all(
+                db,
+                "SELECT id, chat_id, sender, body, sent_at, version FROM messages"
+                " WHERE version > ? ORDER BY version LIMIT ?",
+                (version, cap),
+            )
+        up_to = current
+        if limit is not None and len(chats) + len(messages) >= limit:
+            # Either query may have been cut at ``limit`` rows: everything up to the
+            # limit-th smallest version is certainly here, nothing after it is promised.
+            up_to = sorted(int(r[-1]) for r in chats + messages)[limit - 1]
+            chats = [r for r in chats if r[-1] <= up_to]
+            messages = [r for r in messages if r[-1] <= up_to]
+        return up_to, [_chat_row(r) for r in chats], [_message_row(r) for r in messages]
+
+    # -- the tunnel's outbound queue (QueueStorage, behind a sync adapter) ---------------
+
+    async def outbox_append(self, link_id: str, seq: int, sealed: bytes) -> None:
+        """Queue a sealed entry; ``StoreError`` for an unknown link or a repeated seq."""
+        async with self._transaction(write=True) as db:
+            await db.execute(
+                "INSERT INTO outbox (link_id, seq, sealed) VALUES (?, ?, ?)",
+                (link_id, seq, bytes(sealed)),
+            )
+
+    async def outbox_remove_through(self, link_id: str, seq: int) -> int:
+        """Drop the entries up to and including ``seq`` (acknowledged); returns how many."""
+        async with self._transaction(write=True) as db:
+            row = await _one(
+                db,
+                "SELECT count(*) FROM outbox WHERE link_id = ? AND seq <= ?",
+                (link_id, seq),
+            )
+            await db.execute("DELETE FROM outbox WHERE link_id = ? AND seq <= ?", (link_id, seq))
+        return 0 if row is None else int(row[0])
+
+    async def outbox_items(self, link_id: str) -> list[tuple[int, bytes]]:
+        """The queued entries, in seq order."""
+        async with self._transaction(write=False) as db:
+            rows = await _all(
+                db, "SELECT seq, sealed FROM outbox WHERE link_id = ? ORDER BY seq", (link_id,)
+            )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def outbox_size(self, link_id: str) -> tuple[int, int]:
+        """(count, total bytes) of the queued entries."""
+        async with self._transaction(write=False) as db:
+            row = await _one(
+                db,
+                "SELECT count(*), coalesce(sum(length(sealed)), 0) FROM outbox WHERE link_id = ?",
+                (link_id,),
+            )
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def _chat_row(r: tuple[Any, ...]) -> Row:
+    return {"id": str(r[0]), "title": str(r[1])}
+
+
+def _message_row(r: tuple[Any, ...]) -> Row:
+    return {
+        "id": str(r[0]),
+        "chat": str(r[1]),
+        "sender": str(r[2]),
+        "body": str(r[3]),
+        "sent_at": float(r[4]),
+    }
