@@ -137,7 +137,8 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         if self._server is not None:
-            self._server.close()
+            # Stop accepting, but keep the phones' sockets: their Close frames go next.
+            self._server.close(close_connections=False)
         await asyncio.gather(
             *(self.logout(w, "shutdown") for w in list(self.workers.values())),
             return_exceptions=True,
@@ -148,6 +149,7 @@ class Supervisor:
         if self._control is not None:
             await self._control.stop()
         if self._server is not None:
+            self._server.close(close_connections=True)
             await self._server.wait_closed()
         with contextlib.suppress(OSError):
             self.control_dir.rmdir()
