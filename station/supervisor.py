@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from station import ipc
 from station.control import ControlServer
 from station.errors import ConfigError
+from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
 from station.workers import WorkerHandle, WorkerInfo
 from tunnel.aio.websocket import ws_options
 from tunnel.errors import MalformedRecord
@@ -394,23 +395,25 @@ class Supervisor:
 
     async def _policy_loop(self) -> None:
         cfg = self.config
-        next_wipe = time.monotonic() + cfg.wipe_every
+        policy = LogoutPolicy(
+            PolicyConfig(cfg.inactivity, cfg.max_session, cfg.wipe_every),
+            start=time.monotonic(),
+        )
         while not self._stopping.is_set():
-            await asyncio.sleep(0.25)
-            now = time.monotonic()
-            for handle in list(self.workers.values()):
-                info = handle.info
-                if not info.session or handle.stop_requested:
-                    continue
-                if now - info.last_input >= cfg.inactivity:
-                    self._spawn(self.logout(handle, "inactivity"))
-                elif info.paired_at is not None and now - info.paired_at >= cfg.max_session:
-                    self._spawn(self.logout(handle, "max-age"))
-            if now >= next_wipe:
-                next_wipe = now + cfg.wipe_every
-                for handle in self.find(None):
-                    if not handle.stop_requested:
-                        self._spawn(self.logout(handle, "scheduled"))
+            live = {
+                str(h.info.session): h
+                for h in self.workers.values()
+                if h.info.session and h.info.paired_at is not None and not h.stop_requested
+            }
+            times = {
+                sid: SessionTimes(float(h.info.paired_at or 0), h.info.last_input)
+                for sid, h in live.items()
+            }
+            for session, reason in policy.due(time.monotonic(), times):
+                self._spawn(self.logout(live[session], reason))
+            wait = policy.next_deadline(times) - time.monotonic()
+            # A short cap: sessions pair and take input between ticks.
+            await asyncio.sleep(min(max(wait, 0.0), 0.25))
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
