@@ -26,7 +26,9 @@ def command(name: str) -> str:
 
 
 class Proc:
-    def __init__(self, argv: Sequence[str], *, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self, argv: Sequence[str], *, prefix: Sequence[str] = (), cwd: Path | None = None
+    ) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.argv = [*prefix, *argv]
         self.popen = subprocess.Popen(
@@ -35,6 +37,7 @@ class Proc:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
         LIVE.append(self)
