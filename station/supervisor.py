@@ -152,6 +152,10 @@ class Supervisor:
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
+        # Workers remove their own sockets; a killed one cannot. Leave nothing behind.
+        for leftover in self.control_dir.glob("*.sock"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         with contextlib.suppress(OSError):
             self.control_dir.rmdir()
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -262,6 +263,11 @@ class Worker:
         endpoint = StationEndpoint(self.settings, station=self.args.name, offer=offer)
         self.pump = EndpointPump(endpoint, self.on_event)
         await self.announce_offer(offer)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # A process-group signal (Ctrl-C, systemd's stop) reaches workers directly:
+            # log out as for a shutdown, so the Close frame goes and the socket is removed.
+            loop.add_signal_handler(sig, self.stopping.set)
         tasks = [
             asyncio.create_task(self.read_supervisor(reader)),
             asyncio.create_task(self.rotate_offers(endpoint)),
