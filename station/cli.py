@@ -141,7 +141,18 @@ def _json_printer(event: dict[str, Any]) -> None:
 
 def _human_printer(event: dict[str, Any]) -> None:
     kind = event["event"]
-    if kind in ("ready", "offer"):
+    if kind == "preflight":
+        from wipe.preflight import Check, format_preflight
+
+        click.echo(format_preflight([Check(**c) for c in event["checks"]]))
+    elif kind == "hardening":
+        measures = {k: v for k, v in event.items() if isinstance(v, dict)}
+        line = ", ".join(
+            f"{k}={'yes' if v['applied'] else 'NO (' + str(v['detail']) + ')'}"
+            for k, v in measures.items()
+        )
+        click.echo(f"worker hardening: {line}")
+    elif kind in ("ready", "offer"):
         if kind == "ready":
             click.echo(f"Station {event['name']!r} listening on port {event['port']}")
             click.echo(f"Control socket: {event['control']}")
@@ -246,3 +257,53 @@ def logout(control: Path | None, session: str | None) -> None:
         undelivered = ended["undelivered"]
         note = f"; {undelivered} command(s) were never delivered" if undelivered else ""
         click.echo(f"logged out session {str(ended['session'])[:16]}{note}")
+
+
+@main.command()
+@_CONTROL
+@click.option(
+    "--scan",
+    "scan_text",
+    default=None,
+    metavar="TEXT",
+    help="Count TEXT (UTF-8, UTF-16-LE, hex, base64) in the running station's memory.",
+)
+@click.option(
+    "--strace-log",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="List every file written in an `strace -f` log of the station.",
+)
+def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) -> None:
+    """Show what could keep a session's bytes here, and prove what did not.
+
+    Without options: the start-up preflight (swap, tmpfs, core_pattern, journald,
+    init_on_free). Exit status 1 when a scan finds the text or the log shows a write.
+    """
+    from wipe.audit import parse_strace_log
+    from wipe.memscan import scan_tree
+    from wipe.preflight import format_preflight, run_preflight
+
+    click.echo(format_preflight(run_preflight()))
+    found = False
+    if scan_text is not None:
+        try:
+            reply = control_request(_control_path(control), {"op": "status"})
+        except ControlError as exc:
+            _fail(str(exc))
+            return
+        result = scan_tree(int(reply["pid"]), scan_text)
+        for pid, counts in sorted(result.counts.items()):
+            hits = {k: v for k, v in counts.items() if v}
+            role = "supervisor" if pid == reply["pid"] else "worker"
+            click.echo(f"memory scan: pid {pid} ({role}): {hits or 'not found'}")
+            found = found or bool(hits)
+        for pid in result.unreadable:
+            click.echo(f"memory scan: pid {pid}: unreadable (run as root)")
+    if strace_log is not None:
+        report = parse_strace_log(strace_log)
+        click.echo(report.summary())
+        for write in report.writes:
+            click.echo(f"  pid {write.pid} {write.call} {write.path}")
+        found = found or not report.clean
+    sys.exit(1 if found else 0)

@@ -80,6 +80,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = False
         self._first_offer = asyncio.Event()
+        self._hardening_shown = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -103,6 +104,17 @@ class Supervisor:
         task.add_done_callback(self._tasks.discard)
 
     async def _start(self) -> None:
+        from wipe.preflight import run_preflight
+
+        checks = run_preflight()
+        self.emit(
+            {
+                "event": "preflight",
+                "checks": [
+                    {"name": c.name, "status": c.status, "detail": c.detail} for c in checks
+                ],
+            }
+        )
         try:
             self._server = await serve(
                 self._handle_socket,
@@ -283,6 +295,15 @@ class Supervisor:
             info.mirror_version = int(event.get("version", 0))
         elif kind == "hardening":
             info.hardening = event
+            if not self._hardening_shown:
+                self._hardening_shown = True
+                self.emit(
+                    {
+                        "event": "hardening",
+                        "worker": info.id,
+                        **{k: v for k, v in event.items() if k != "event"},
+                    }
+                )
         elif kind == "pairing_failed":
             self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
 
@@ -442,6 +463,7 @@ class Supervisor:
         standby = self.standby.info if self.standby is not None else None
         return {
             "name": self.config.name,
+            "pid": os.getpid(),
             "port": self.port,
             "uptime_s": round(now - self._started, 1),
             "offer_open": bool(standby and standby.pair_uri),
