@@ -211,6 +211,20 @@ def test_full_queue_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     assert "queue full" in result.stderr and "50 command(s) queued" in result.stderr
 
 
+def test_logout_reports_what_never_reached_the_phone(station: Proc, tmp_path: Path) -> None:
+    home = _phone_home(tmp_path)
+    phone = _link(home, str(station.wait_for("ready")["pair_uri"]))
+    phone.wait_for("paired")
+    session = station.wait_for("paired")["session"]
+    phone.signal(signal.SIGKILL)
+    assert run([command("station"), "send", *_ctl(tmp_path), "-"], stdin="a\nb\nc").returncode == 0
+    status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    assert status["sessions"][0]["depth"] == 3
+    result = run([command("station"), "logout", *_ctl(tmp_path)])
+    assert result.returncode == 0 and "3 command(s) were never delivered" in result.stdout
+    assert station.wait_for("wiped", where=lambda e: e["session"] == session)["undelivered"] == 3
+
+
 def test_wrong_code_rotates_the_offer(station: Proc, tmp_path: Path) -> None:
     home = _phone_home(tmp_path)
     ready = station.wait_for("ready")
