@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m tunnel.demo
+	$(BIN)/station simulate
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -307,3 +307,182 @@ def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) 
             click.echo(f"  pid {write.pid} {write.call} {write.path}")
         found = found or not report.clean
     sys.exit(1 if found else 0)
+
+
+@main.command()
+@click.option("--phones", type=click.IntRange(1, 16), default=3, show_default=True)
+@click.option(
+    "--profile",
+    type=click.Choice(["flaky-wifi", "blackout", "hotspot", "custom"]),
+    default="flaky-wifi",
+    show_default=True,
+    help="The links' fault profile; custom reads --scenario.",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="TOML timeline: [[phone]] tables with events = [{kind, start, end}].",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same timeline.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds of traffic (then the links heal and the queues drain).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Commands per second to each phone.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def simulate(
+    phones: int,
+    profile: str,
+    scenario: Path | None,
+    seed: int,
+    duration: float,
+    rate: float,
+    as_json: bool,
+) -> None:
+    """Run a whole clinic here (127.0.0.1, no mDNS) through faulty links, and check it.
+
+    Exits non-zero on any loss, duplicate or reordering.
+    """
+    from rich.console import Console
+
+    from station.simulate import SimConfig, clean, print_report
+    from station.simulate import simulate as run_simulation
+
+    config = SimConfig(
+        phones=phones, profile=profile, scenario=scenario, seed=seed, duration=duration, rate=rate
+    )
+    console = Console(stderr=as_json)
+    try:
+        report = asyncio.run(run_simulation(config, console))
+    except StationError as exc:
+        _fail(str(exc), 2)
+        return
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        print_report(console, report)
+    sys.exit(0 if clean(report) else 1)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"want HOST:PORT, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@main.command()
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Where phones connect.")
+@click.option("--target", required=True, metavar="HOST:PORT", help="The station.")
+@click.option(
+    "--profile",
+    type=click.Choice(["none", "flaky-wifi", "blackout", "hotspot"]),
+    default="none",
+    show_default=True,
+)
+@click.option(
+    "--scenario",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="TOML timeline (the first [[phone]] table).",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Length of a generated timeline.",
+)
+@click.option("--latency", type=click.FloatRange(min=0), default=None, help="Seconds added.")
+@click.option("--jitter", type=click.FloatRange(min=0), default=None, help="Up to this much more.")
+@click.option("--bandwidth", type=click.IntRange(min=1), default=None, help="Bytes per second.")
+@click.option("--slicer", type=click.IntRange(min=1), default=None, help="Max bytes per write.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reset a connection after this many bytes.",
+)
+def proxy(
+    listen: str,
+    target: str,
+    profile: str,
+    scenario: Path | None,
+    seed: int,
+    duration: float,
+    latency: float | None,
+    jitter: float | None,
+    bandwidth: int | None,
+    slicer: int | None,
+    limit: int | None,
+) -> None:
+    """A fault-injecting TCP proxy between a phone and a station.
+
+    Type commands on stdin to force the link by hand: down, up, blackhole, cut, status.
+    """
+    from station.proxy import FaultProxy, Toxics
+    from station.simulate import SimConfig, schedules
+
+    schedule = None
+    conditions = None
+    if scenario is not None:
+        schedule = schedules(SimConfig(phones=1, profile="custom", scenario=scenario))[0]
+    elif profile != "none":
+        config = SimConfig(phones=1, profile=profile, seed=seed, duration=duration)
+        schedule = schedules(config)[0]
+        from station.simulate import _profile
+
+        conditions = _profile(profile).conditions
+    toxics = Toxics(
+        latency=latency
+        if latency is not None
+        else (conditions.latency_a_to_b if conditions else 0),
+        jitter=jitter if jitter is not None else (conditions.jitter if conditions else 0),
+        bandwidth=bandwidth,
+        slicer=slicer,
+        limit=limit,
+    )
+
+    async def run() -> None:
+        fault = FaultProxy(_host_port(listen), _host_port(target), toxics=toxics, seed=seed)
+        await fault.start()
+        if schedule is not None:
+            fault.begin(schedule)
+        click.echo(
+            f"proxy on port {fault.port} -> {target}; commands: down up blackhole cut status"
+        )
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        try:
+            while line := await reader.readline():
+                command = line.decode().strip()
+                if command in ("down", "up", "blackhole", "cut"):
+                    getattr(fault, command)()
+                if command:
+                    s = fault.stats
+                    click.echo(
+                        f"state {fault.state}; connections {s.connections},"
+                        f" resets {s.resets}, refused {s.refused}"
+                    )
+            await asyncio.Event().wait()  # stdin closed: run until interrupted
+        finally:
+            await fault.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except StationError as exc:
+        _fail(str(exc), 2)

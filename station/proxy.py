@@ -111,6 +111,18 @@ class FaultProxy:
             self._timeline = asyncio.create_task(self._run_timeline(self.schedule))
         return self.port
 
+    def begin(self, schedule: FaultSchedule) -> None:
+        """Start following ``schedule`` now (its times count from this call)."""
+        self.started_at = self.clock()
+        self._timeline = asyncio.create_task(self._run_timeline(schedule))
+
+    def end(self) -> None:
+        """Stop the timeline and bring the link up for good."""
+        if self._timeline is not None:
+            self._timeline.cancel()
+        if self.state != "up":
+            self.up()
+
     async def stop(self) -> None:
         if self._timeline is not None:
             self._timeline.cancel()
