@@ -35,6 +35,7 @@ from station.proxy import FaultProxy, Toxics
 from tunnel.testing.faults import FaultProfile, FaultSchedule, get_profile
 
 BIN = Path(sys.executable).parent
+HOTSPOT_BANDWIDTH = 48_000  # bytes per second each way
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,12 @@ class Simulation:
         ready = await self.wait_event("ready")
         port = int(ready["port"])
         conditions = _profile(cfg.profile if cfg.profile != "custom" else "flaky-wifi").conditions
-        toxics = Toxics(latency=conditions.latency_a_to_b, jitter=conditions.jitter)
+        toxics = Toxics(
+            latency=conditions.latency_a_to_b,
+            jitter=conditions.jitter,
+            # A phone hotspot over mobile data: slow as well as late.
+            bandwidth=HOTSPOT_BANDWIDTH if cfg.profile == "hotspot" else None,
+        )
         for index in range(cfg.phones):
             proxy = FaultProxy(
                 ("127.0.0.1", 0), ("127.0.0.1", port), toxics=toxics, seed=cfg.seed * 1000 + index
@@ -284,8 +290,21 @@ class Simulation:
                     await self.event_arrived.wait()
         report["undelivered"] = sum(self.undelivered.values())
         report["wiped"] = len(self.undelivered)
+        report["wipe_check"] = self._wipe_check(ready)
         await self._shutdown(reader)
         return report
+
+    def _wipe_check(self, ready: dict[str, Any]) -> dict[str, Any]:
+        """After logout, no station process may still hold what the kiosk typed."""
+        if os.geteuid() != 0 or self.station is None:
+            return {"ran": False, "why": "needs root to read the station's memory"}
+        from wipe.memscan import scan_tree
+
+        found = 0
+        for phone in self.phones:
+            if phone.order:
+                found += scan_tree(self.station.pid, phone.order[0]).total()
+        return {"ran": True, "canaries": len(self.phones), "found": found}
 
     async def _drive(self, phone: PhoneRun) -> None:
         """The kiosk typing for one phone, and the phone adding messages of its own."""
@@ -475,6 +494,14 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         f"logout: {report['wiped']} session(s) wiped, {report['undelivered']} command(s)"
         " never delivered"
     )
+    wipe = report["wipe_check"]
+    if wipe["ran"]:
+        console.print(
+            f"wipe check: {wipe['found']} copies of {wipe['canaries']} typed command(s) left in"
+            " the station's memory after logout"
+        )
+    else:
+        console.print(f"wipe check skipped: {wipe['why']}")
     ok = clean(report)
     console.print("[green]OK: nothing lost, duplicated or reordered[/]" if ok else "[red]FAILED[/]")
 
@@ -485,4 +512,7 @@ async def simulate(config: SimConfig, console: Console) -> dict[str, Any]:
 
 
 def clean(report: dict[str, Any]) -> bool:
-    return not (report["lost"] or report["duplicated"] or report["out_of_order"])
+    wipe = report.get("wipe_check", {})
+    return not (
+        report["lost"] or report["duplicated"] or report["out_of_order"] or wipe.get("found")
+    )

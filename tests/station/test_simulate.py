@@ -34,15 +34,18 @@ def _simulate(*args: str, timeout: float = 240) -> dict[str, object]:
     return report
 
 
-def test_simulate_loses_nothing_through_outages() -> None:
-    report = _simulate("--phones", "2", "--duration", "12", "--seed", "7")
+def test_simulate_at_default_settings_loses_nothing() -> None:
+    report = _simulate()  # 3 phones, flaky-wifi, 30 s, seed 1
     assert set(KEYS) <= set(report)
     assert report["lost"] == report["duplicated"] == report["out_of_order"] == 0
     assert report["delivered"] == report["sent"] and int(report["sent"]) > 50  # type: ignore[call-overload]
     per_phone = report["per_phone"]
     assert isinstance(per_phone, list)
     assert all(p["outages"] >= 1 for p in per_phone)
-    assert report["wiped"] == 2 and report["undelivered"] == 0
+    assert len(per_phone) == 3
+    assert report["wiped"] == 3 and report["undelivered"] == 0
+    wipe = report["wipe_check"]
+    assert isinstance(wipe, dict) and (wipe["found"] == 0 if wipe["ran"] else True)
 
 
 def test_same_seed_same_timeline() -> None:
