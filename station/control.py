@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,23 +62,10 @@ class ControlServer:
             self.path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                reply = await self._request(line)
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
+        await serve_json_lines(reader, writer, self._request)
 
-    async def _request(self, line: bytes) -> dict[str, Any]:
+    async def _request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         sup = self._supervisor
-        try:
-            request = json.loads(line)
-            op = request["op"]
-        except (ValueError, KeyError, TypeError):
-            return {"ok": False, "error": "malformed request"}
         session = request.get("session")
         if op == "status":
             return {"ok": True, **sup.status()}
@@ -108,6 +96,32 @@ class ControlServer:
                 )
             return {"ok": True, "ended": ended}
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def serve_json_lines(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
+    """Answer one JSON object per line with one JSON object per line, until EOF."""
+    try:
+        while line := await reader.readline():
+            try:
+                request = json.loads(line)
+                op = request["op"]
+                if not isinstance(op, str):
+                    raise TypeError(op)
+            except (ValueError, KeyError, TypeError):
+                reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
+            else:
+                reply = await handler(op, request)
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+    except (ConnectionError, ValueError):
+        pass  # a client that went away, or a line over the limit
+    finally:
+        writer.close()
 
 
 def _is_live(path: Path) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from station import ipc
+from station.control import serve_json_lines
 from station.errors import StationError
 from station.mirror import Mirror, MirrorError, decode_update, encode_command
 from tunnel.aio.pump import EndpointPump
@@ -181,23 +181,10 @@ class Worker:
     async def handle_control(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        try:
-            while line := await reader.readline():
-                reply = await self.control_request(line)
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
+        await serve_json_lines(reader, writer, self.control_request)
 
-    async def control_request(self, line: bytes) -> dict[str, Any]:
+    async def control_request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         assert self.pump is not None
-        try:
-            request = json.loads(line)
-            op = request["op"]
-        except (ValueError, KeyError, TypeError):
-            return {"ok": False, "error": "malformed request"}
         if op == "send":
             text = request.get("text")
             if not isinstance(text, str):
