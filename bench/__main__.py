@@ -165,6 +165,144 @@ async def tunnel_rtt(rounds: int) -> list[float]:
         return samples
 
 
+async def durable(count: int, drain: int, drops: int) -> dict[str, float]:
+    """The real phone node applying into its SQLite store (WAL, synchronous=FULL)."""
+    import tempfile
+
+    from medic_phone.node import PhoneNode, Target
+    from medic_phone.store import PhoneStore
+    from station.mirror import encode_command
+
+    settings = Settings(window=WINDOW)
+    offer, keypair = new_offer("bench", [("127.0.0.1", 1)], now=time.time(), ttl=60)
+    station = StationEndpoint(
+        settings,
+        station="bench",
+        offer=StationOffer(offer.offer_id, keypair, offer.psk(), generate_code()),
+    )
+    acked = 0
+    changed = asyncio.Event()
+    delivered_at: list[float] = []
+
+    async def on_station(event: Event) -> None:
+        nonlocal acked
+        if isinstance(event, Acked):
+            acked = event.through
+            delivered_at.append(time.perf_counter())
+            changed.set()
+
+    pump = EndpointPump(station, on_station)
+    live: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        live.append(ws)
+        await pump_connection(pump, ws)
+
+    async def wait_acked(seq: int) -> None:
+        while acked < seq:
+            changed.clear()
+            await changed.wait()
+
+    server = await serve(handler, "127.0.0.1", 0, **ws_options(settings.max_record))  # type: ignore[arg-type]
+    port = next(iter(server.sockets)).getsockname()[1]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as home_dir:
+        home = Path(home_dir)
+        async with PhoneStore.create(home) as store:
+            node = PhoneNode(store, PhoneIdentity.generate(), lambda e: None, home=home)
+            target = Target(
+                "bench",
+                (f"ws://127.0.0.1:{port}/",),
+                "bench",
+                uri_offer=(offer.offer_id, offer.public_key, offer.psk()),
+            )
+            runner = asyncio.create_task(node.run(target))
+            while not station.linked:
+                await pump.wait_changed()
+            payload = encode_command("c" * 180)  # ~200 bytes on the wire inside the record
+            start = time.perf_counter()
+            last = 0
+            for _ in range(count):
+                last = await pump.send(payload)
+            await wait_acked(last)
+            out["durable_msgs_per_s"] = count / (time.perf_counter() - start)
+            # drain: the link goes, `drain` commands queue, the link comes back.
+            server.close()
+            for ws in live:
+                ws.transport.abort()
+            await server.wait_closed()
+            while _linked(station):
+                await pump.wait_changed()
+            for _ in range(drain):
+                last = await pump.send(payload)
+            server = await serve(handler, "127.0.0.1", port, **ws_options(settings.max_record))  # type: ignore[arg-type]
+            back = time.perf_counter()
+            await wait_acked(last)
+            out["drain_10k_s"] = (time.perf_counter() - back) * 10_000 / drain
+            # recovery: a reset, then the time to the next command applied and acked.
+            samples = []
+            for _ in range(drops):
+                while not _linked(station):
+                    await pump.wait_changed()
+                for ws in list(live):
+                    ws.transport.abort()
+                live.clear()
+                cut = time.perf_counter()
+                seq = await pump.send(payload)
+                await wait_acked(seq)
+                samples.append(time.perf_counter() - cut)
+            out["recovery_p99_s"] = p99(samples)
+            await pump.close("bench done")
+            await asyncio.wait_for(runner, 10)
+    await pump.aclose()
+    server.close()
+    await server.wait_closed()
+    return out
+
+
+async def pairing_ms(rounds: int) -> dict[str, float]:
+    """Pairing on loopback, by URI and by code: connect to the phone's first LinkUp."""
+    uri: list[float] = []
+    code: list[float] = []
+    for by_code in [False] * rounds + [True] * rounds:
+        settings = Settings()
+        offer, keypair = new_offer("bench", [("127.0.0.1", 1)], now=time.time(), ttl=60)
+        so = StationOffer(offer.offer_id, keypair, offer.psk(), generate_code())
+        station = StationEndpoint(settings, station="bench", offer=so)
+        phone = PhoneEndpoint(
+            settings,
+            identity=PhoneIdentity.generate(),
+            code=so.code if by_code else None,
+            uri_offer=None if by_code else (offer.offer_id, offer.public_key, offer.psk()),
+        )
+        spump = EndpointPump(station, _ignore)
+
+        async def handler(ws: ServerConnection, spump: EndpointPump = spump) -> None:
+            await pump_connection(spump, ws)
+
+        async with serve(handler, "127.0.0.1", 0, **ws_options(settings.max_record)) as server:  # type: ignore[arg-type]
+            port = next(iter(server.sockets)).getsockname()[1]
+            ppump = EndpointPump(phone, _ignore)
+            start = time.perf_counter()
+            runner = asyncio.create_task(PhoneConnector(ppump, f"ws://127.0.0.1:{port}/").run())
+            while not phone.linked:
+                await ppump.wait_changed()
+            (code if by_code else uri).append((time.perf_counter() - start) * 1000)
+            await ppump.close("done")
+            await asyncio.wait_for(runner, 10)
+            await spump.aclose()
+    return {"pair_uri_ms": statistics.median(uri), "pair_code_ms": statistics.median(code)}
+
+
+def _linked(endpoint: StationEndpoint) -> bool:
+    # A call, not an attribute, so that the type checker does not pin it across awaits.
+    return endpoint.linked
+
+
+async def _ignore(event: Event) -> None:
+    return None
+
+
 def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[98]
 
@@ -175,6 +313,8 @@ async def run(quick: bool) -> dict[str, Any]:
     tun_tp = await tunnel_throughput(count)
     raw_p99 = p99(await raw_rtt(rounds))
     tun_p99 = p99(await tunnel_rtt(rounds))
+    d = await durable(count, 1_000 if quick else 10_000, 10 if quick else 50)
+    pairing = await pairing_ms(3 if quick else 10)
     return {
         "quick": quick,
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
@@ -185,6 +325,12 @@ async def run(quick: bool) -> dict[str, Any]:
         "raw_rtt_p99_ms": round(raw_p99 * 1000, 3),
         "tunnel_rtt_p99_ms": round(tun_p99 * 1000, 3),
         "rtt_p99_ratio": round(tun_p99 / raw_p99, 3),
+        "durable_msgs_per_s": round(d["durable_msgs_per_s"]),
+        "durable_throughput_ratio": round(d["durable_msgs_per_s"] / raw_tp, 3),
+        "drain_10k_s": round(d["drain_10k_s"], 3),
+        "recovery_p99_s": round(d["recovery_p99_s"], 3),
+        "pair_uri_ms": round(pairing["pair_uri_ms"], 1),
+        "pair_code_ms": round(pairing["pair_code_ms"], 1),
     }
 
 

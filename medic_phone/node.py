@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medic_phone.errors import PhoneError
-from medic_phone.store import PhoneStore
+from medic_phone.store import IncomingCommand, PhoneStore
 from station.mirror import MirrorError, decode_command, encode_update
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector
@@ -80,6 +80,8 @@ class PhoneNode:
         self._links_up = 0
         self._ended: str | None = None
         self._pairing_failed: str | None = None
+        self._pending: list[tuple[int, str]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- running -----------------------------------------------------------------------
 
@@ -160,28 +162,43 @@ class PhoneNode:
                 self.emit({"event": "logout", "reason": _logout_reason(event)})
 
     async def _apply(self, seq: int, payload: bytes) -> None:
-        assert self.pump is not None and self.link_id is not None
+        # Group commit: a burst of commands is applied in one transaction (one fsync),
+        # and acknowledged to the tunnel only after that commit.
         try:
             text = decode_command(payload)
         except MirrorError:
             text = "(unreadable command)"
-        station = (
-            self.pump.endpoint.station if isinstance(self.pump.endpoint, PhoneEndpoint) else ""
-        )
-        now = time.time()
-        applied = await self.store.apply_command(self.link_id, seq, text, station, now)
-        if applied:
-            await self.store.ensure_chat(KIOSK_CHAT, "Typed at the kiosk")
-            await self.store.add_message(KIOSK_CHAT, "medic (kiosk)", text, now)
-            self.emit({"event": "command", "seq": seq, "text": text})
-        # Acknowledge only after the commit: a crash before it means the station resends.
-        self.pump.endpoint.acknowledge(seq, self.pump.now())
+        self._pending.append((seq, text))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        assert self.pump is not None and self.link_id is not None
+        await asyncio.sleep(0)  # let the rest of the burst arrive
+        while self._pending:
+            batch, self._pending = self._pending, []
+            endpoint = self.pump.endpoint
+            station = endpoint.station if isinstance(endpoint, PhoneEndpoint) else ""
+            now = time.time()
+            applied = await self.store.apply_commands(
+                [IncomingCommand(self.link_id, seq, text, station, now) for seq, text in batch]
+            )
+            new = [item for item, fresh in zip(batch, applied, strict=True) if fresh]
+            if new:
+                await self.store.ensure_chat(KIOSK_CHAT, "Typed at the kiosk")
+                await self.store.add_messages(
+                    KIOSK_CHAT, "medic (kiosk)", [(t, now) for _, t in new]
+                )
+            for seq, text in new:
+                self.emit({"event": "command", "seq": seq, "text": text})
+            if self.pump.endpoint.ended is None:
+                await self.pump.acknowledge(batch[-1][0])
 
     # -- pushing the phone's state ------------------------------------------------------
 
     async def _push_snapshot(self) -> None:
         version, chats, messages = await self.store.snapshot()
-        await self._push(encode_update("snapshot", version, chats, messages), version)
+        await self._push_rows("snapshot", version, chats, messages)
 
     async def _push_loop(self) -> None:
         while True:
@@ -192,15 +209,34 @@ class PhoneNode:
                 continue
             version, chats, messages = await self.store.changes_since(self._pushed_version)
             if version > self._pushed_version:
-                await self._push(encode_update("changes", version, chats, messages), version)
+                await self._push_rows("changes", version, chats, messages)
 
-    async def _push(self, payload: bytes, version: int) -> None:
+    async def _push_rows(
+        self, kind: str, version: int, chats: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> None:
+        """Push in parts that each fit one record: a snapshot first, then changes."""
+        assert self.pump is not None
+        budget = self.pump.endpoint.max_payload - 1024  # room for the envelope
+        part: list[dict[str, Any]] = []
+        size = 0
+        for message in messages:
+            row = len(json.dumps(message)) + 1
+            if part and size + row > budget:
+                await self._push(encode_update(kind, version, chats, part), None)
+                kind, chats, part, size = "changes", [], [], 0
+            if row <= budget:  # a single message too large for a record is not mirrored
+                part.append(message)
+                size += row
+        await self._push(encode_update(kind, version, chats, part), version)
+
+    async def _push(self, payload: bytes, version: int | None) -> None:
         assert self.pump is not None
         try:
             await self.pump.send(payload)
         except (QueueFull, SessionClosed):
             return  # the next snapshot or change push supersedes this one
-        self._pushed_version = max(self._pushed_version, version)
+        if version is not None:
+            self._pushed_version = max(self._pushed_version, version)
 
     # -- local control (unlink) --------------------------------------------------------
 

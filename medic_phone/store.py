@@ -29,7 +29,7 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -599,6 +599,28 @@ class PhoneStore:
                 "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
                 (sent_at, chat_id),
             )
+        return version
+
+    async def add_messages(
+        self, chat_id: str, sender: str, items: Sequence[tuple[str, float]]
+    ) -> int:
+        """Add many messages (body, sent_at) to one chat in one transaction; the last version."""
+        version = 0
+        async with self._transaction(write=True) as db:
+            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (chat_id,)) is None:
+                raise StoreError(f"no chat {chat_id!r}: call ensure_chat first")
+            for body, sent_at in items:
+                version = await self._version(db, bump=True)
+                await db.execute(
+                    "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (uuid.uuid4().hex, chat_id, sender, body, sent_at, version),
+                )
+            if items:
+                await db.execute(
+                    "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
+                    (max(t for _, t in items), chat_id),
+                )
         return version
 
     async def snapshot(

@@ -65,6 +65,7 @@ Frame = Data | Ack | Ping | Pong | Close
 _U64 = struct.Struct(">Q")
 _TWO_U64 = struct.Struct(">QQ")
 _DATA = struct.Struct(">BQQ")
+DATA_OVERHEAD = _DATA.size  # a Data frame's bytes beyond its payload
 _MAX_U64 = (1 << 64) - 1
 
 

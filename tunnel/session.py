@@ -41,7 +41,18 @@ from tunnel.events import (
     Settings,
     StateChanged,
 )
-from tunnel.frames import Ack, Close, CloseCode, Data, Frame, Ping, Pong, decode_frame, encode_frame
+from tunnel.frames import (
+    DATA_OVERHEAD,
+    Ack,
+    Close,
+    CloseCode,
+    Data,
+    Frame,
+    Ping,
+    Pong,
+    decode_frame,
+    encode_frame,
+)
 from tunnel.handshake import (
     SECRET_LEN,
     SESSION_ID_LEN,
@@ -65,6 +76,7 @@ from tunnel.handshake import (
 )
 from tunnel.identity import PhoneIdentity
 from tunnel.queue import OutageQueue, QueueStorage
+from tunnel.records import OVERHEAD as RECORD_OVERHEAD
 from tunnel.records import RecordReceiver, RecordSender
 
 
@@ -190,6 +202,11 @@ class Endpoint:
         """
         if self.ended is not None:
             raise SessionClosed("the session has ended", reason=self.ended)
+        if len(payload) > self.max_payload:
+            raise UsageError(
+                f"a message of {len(payload)} bytes does not fit in one record"
+                f" (at most {self.max_payload}): split it"
+            )
         seq = self.channel.submit(payload)
         self._flush(now)
         return seq
@@ -241,6 +258,11 @@ class Endpoint:
                 deadlines.append(c.last_received + self.settings.link_timeout)
                 deadlines.append(c.last_sent + self.settings.ping_interval)
         return min(deadlines, default=None)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message ``send`` takes: a record less its header, tag and frame."""
+        return self.settings.max_record - RECORD_OVERHEAD - DATA_OVERHEAD
 
     @property
     def linked(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tunnel.helpers import make_pair, paired, received
-from tunnel.errors import QueueFull, SessionClosed
+from tunnel.errors import QueueFull, SessionClosed, UsageError
 from tunnel.events import (
     LinkDown,
     LinkUp,
@@ -255,3 +255,14 @@ def test_manual_ack_and_restart_from_saved_state() -> None:
     pair.connect()
     pair.transfer()
     assert received(pair.phone_events) == [b"2", b"3"]  # 3 and 4 again, never 1 or 2
+
+
+def test_a_message_too_large_for_a_record_is_refused_before_it_is_queued() -> None:
+    pair = paired().pair
+    limit = pair.station.max_payload
+    with pytest.raises(UsageError, match="does not fit in one record"):
+        pair.station.send(b"x" * (limit + 1), pair.now)
+    assert pair.station.undelivered == 0  # nothing half-queued to wedge the channel
+    pair.station.send(b"x" * limit, pair.now)
+    pair.transfer()
+    assert received(pair.phone_events) == [b"x" * limit]
