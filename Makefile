@@ -17,12 +17,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian tools the root-only tests use (network namespaces, syscall audit).
-# Only attempted as root and only when missing; never fatal.
+# Debian packages the tests and benchmarks use: iproute2 (network namespaces), strace
+# (write audit), chromium (the kiosk page's browser tests; Playwright drives
+# /usr/bin/chromium, browser downloads are not possible) and mosquitto (the benchmark's
+# MQTT baseline). Only attempted as root and only for what is missing; never fatal.
+SYSTEM_TOOLS := ip:iproute2 strace:strace chromium:chromium mosquitto:mosquitto
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! command -v ip >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && ! command -v strace >/dev/null 2>&1; }; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 strace >/dev/null) \
-		|| echo "system-deps: could not install iproute2/strace; root tests will say why they skip"; \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		tool=$${pair%%:*}; pkg=$${pair#*:}; \
+		command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "system-deps: installing$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		|| echo "system-deps: could not install$$missing; the tests that need them will say why they skip"; \
+	elif [ -n "$$missing" ]; then \
+		echo "system-deps: missing$$missing (run as root to install); the tests that need them will say why they skip"; \
 	fi
 
 # The whole suite. pytest's exit code 5 (nothing collected) is a failure here.
@@ -45,7 +55,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
