@@ -21,7 +21,7 @@ from typing import Any
 
 from medic_phone.errors import PhoneError
 from medic_phone.store import IncomingCommand, PhoneStore
-from station.mirror import MirrorError, decode_command, encode_update
+from station.mirror import Command, MirrorError, decode_command, encode_update
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector
 from tunnel.errors import QueueFull, SessionClosed
@@ -80,7 +80,7 @@ class PhoneNode:
         self._links_up = 0
         self._ended: str | None = None
         self._pairing_failed: str | None = None
-        self._pending: list[tuple[int, str]] = []
+        self._pending: list[tuple[int, Command]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # -- running -----------------------------------------------------------------------
@@ -165,10 +165,10 @@ class PhoneNode:
         # Group commit: a burst of commands is applied in one transaction (one fsync),
         # and acknowledged to the tunnel only after that commit.
         try:
-            text = decode_command(payload)
+            command = decode_command(payload)
         except MirrorError:
-            text = "(unreadable command)"
-        self._pending.append((seq, text))
+            command = Command("(unreadable command)")
+        self._pending.append((seq, command))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
 
@@ -181,18 +181,29 @@ class PhoneNode:
             station = endpoint.station if isinstance(endpoint, PhoneEndpoint) else ""
             now = time.time()
             applied = await self.store.apply_commands(
-                [IncomingCommand(self.link_id, seq, text, station, now) for seq, text in batch]
+                [IncomingCommand(self.link_id, seq, c.text, station, now) for seq, c in batch]
             )
             new = [item for item, fresh in zip(batch, applied, strict=True) if fresh]
-            if new:
-                await self.store.ensure_chat(KIOSK_CHAT, "Typed at the kiosk")
-                await self.store.add_messages(
-                    KIOSK_CHAT, "medic (kiosk)", [(t, now) for _, t in new]
-                )
-            for seq, text in new:
-                self.emit({"event": "command", "seq": seq, "text": text})
+            await self._add_typed_messages([c for _, c in new], now)
+            for seq, command in new:
+                self.emit({"event": "command", "seq": seq, "text": command.text})
             if self.pump.endpoint.ended is None:
                 await self.pump.acknowledge(batch[-1][0])
+
+    async def _add_typed_messages(self, commands: list[Command], now: float) -> None:
+        """Each command becomes a message in the chat it was typed in (when the phone has
+        that chat), otherwise in the kiosk chat."""
+        if not commands:
+            return
+        known = await self.store.existing_chats({c.chat for c in commands if c.chat})
+        by_chat: dict[str, list[tuple[str, float]]] = {}
+        for command in commands:
+            chat = command.chat if command.chat in known else KIOSK_CHAT
+            by_chat.setdefault(chat, []).append((command.text, now))
+        if KIOSK_CHAT in by_chat:
+            await self.store.ensure_chat(KIOSK_CHAT, "Typed at the kiosk")
+        for chat, items in by_chat.items():
+            await self.store.add_messages(chat, "medic (kiosk)", items)
 
     # -- pushing the phone's state ------------------------------------------------------
 

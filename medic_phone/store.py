@@ -583,6 +583,19 @@ class PhoneStore:
                 )
         return True
 
+    async def existing_chats(self, chat_ids: Iterable[str]) -> set[str]:
+        """Which of these chat ids the store has."""
+        wanted = list(chat_ids)
+        if not wanted:
+            return set()
+        async with self._transaction(write=False) as db:
+            rows = await _all(
+                db,
+                "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(wanted),),
+            )
+        return {str(r[0]) for r in rows}
+
     async def add_message(self, chat_id: str, sender: str, body: str, sent_at: float) -> int:
         """Add a message to an existing chat; returns its version."""
         async with self._transaction(write=True) as db:

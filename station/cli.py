@@ -188,8 +188,11 @@ def _qr(uri: str) -> str:
 @main.command()
 @_CONTROL
 @click.option("--session", default=None, help="Session id (prefix); needed with several sessions.")
+@click.option(
+    "--chat", default=None, help="The phone's chat to add it to (default: the kiosk chat)."
+)
 @click.argument("text")
-def send(control: Path | None, session: str | None, text: str) -> None:
+def send(control: Path | None, session: str | None, chat: str | None, text: str) -> None:
     """Send TEXT to the paired phone ('-' reads one command per line from stdin)."""
     path = _control_path(control)
     try:
@@ -198,7 +201,7 @@ def send(control: Path | None, session: str | None, text: str) -> None:
         lines = [text] if text != "-" else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
         sent = 0
         for line in lines:
-            reply = control_client.request(worker, {"op": "send", "text": line})
+            reply = control_client.request(worker, {"op": "send", "text": line, "chat": chat})
             if not reply.get("ok"):
                 if sent:
                     click.echo(f"{sent} command(s) queued before the failure", err=True)

@@ -2,7 +2,8 @@
 
 The application messages inside the tunnel are small JSON objects:
 
-* station -> phone: ``{"type": "command", "text": ...}`` (one per thing typed at the kiosk)
+* station -> phone: ``{"type": "command", "text": ..., "chat": ...}`` (one per thing typed
+  at the kiosk; ``chat`` is optional: the chat it was typed in)
 * phone -> station: ``{"type": "snapshot" | "changes", "version": V, "chats": [...],
   "messages": [...]}``; a snapshot replaces the mirror, changes upsert into it.
 """
@@ -18,19 +19,33 @@ import aiosqlite
 from station.errors import StationError
 
 MAX_TEXT = 4096
+MAX_CHAT_ID = 128
 
 
 class MirrorError(StationError):
     """The phone pushed something that is not a valid mirror update (peer's fault)."""
 
 
-def encode_command(text: str) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Something typed at the kiosk: its text and, when typed inside a chat, that chat."""
+
+    text: str
+    chat: str | None = None
+
+
+def encode_command(text: str, chat: str | None = None) -> bytes:
     if not text or len(text) > MAX_TEXT:
         raise ValueError(f"a command is 1 to {MAX_TEXT} characters")
-    return json.dumps({"type": "command", "text": text}, separators=(",", ":")).encode()
+    body: dict[str, str] = {"type": "command", "text": text}
+    if chat is not None:
+        if not chat or len(chat) > MAX_CHAT_ID:
+            raise ValueError(f"a chat id is 1 to {MAX_CHAT_ID} characters")
+        body["chat"] = chat
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode_command(payload: bytes) -> str:
+def decode_command(payload: bytes) -> Command:
     try:
         value = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -40,7 +55,10 @@ def decode_command(payload: bytes) -> str:
     text = value.get("text")
     if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
         raise MirrorError("command text missing or too long")
-    return text
+    chat = value.get("chat")
+    if chat is not None and (not isinstance(chat, str) or not chat or len(chat) > MAX_CHAT_ID):
+        raise MirrorError("command chat id malformed")
+    return Command(text, chat)
 
 
 def encode_update(

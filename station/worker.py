@@ -186,11 +186,13 @@ class Worker:
     async def control_request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         assert self.pump is not None
         if op == "send":
-            text = request.get("text")
+            text, chat = request.get("text"), request.get("chat")
             if not isinstance(text, str):
                 return {"ok": False, "error": "send needs text"}
+            if chat is not None and not isinstance(chat, str):
+                return {"ok": False, "error": "chat must be a string"}
             try:
-                payload = encode_command(text)
+                payload = encode_command(text, chat)
                 seq = await self.pump.send(payload)
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}

@@ -128,6 +128,37 @@ def test_phone_state_is_mirrored_and_unlink_logs_out(station: Proc, tmp_path: Pa
     assert result.returncode == 1 and "no running" in result.stderr
 
 
+def test_send_into_a_phone_chat(station: Proc, tmp_path: Path) -> None:
+    import asyncio
+
+    from medic_phone.store import PhoneStore
+
+    home = _phone_home(tmp_path)
+    said = run([command("medic-phone"), "say", "--home", str(home), "--chat", "ward-3", "hi"])
+    assert said.returncode == 0, said.stderr
+    phone = _link(home, str(station.wait_for("ready")["pair_uri"]))
+    phone.wait_for("paired")
+    station.wait_for("paired")
+    ctl = _ctl(tmp_path)
+    for chat, text in (("ward-3", "in the ward"), ("nowhere", "no such chat")):
+        sent = run([command("station"), "send", *ctl, "--chat", chat, text])
+        assert sent.returncode == 0, sent.stderr
+    assert len(_wait_log(home, 2)) == 2
+
+    async def chats() -> dict[str, list[str]]:
+        async with PhoneStore.open(home) as store:
+            _, _, messages = await store.snapshot()
+        found: dict[str, list[str]] = {}
+        for m in messages:
+            found.setdefault(str(m["chat"]), []).append(str(m["body"]))
+        return found
+
+    found = asyncio.run(chats())
+    assert found["ward-3"] == ["hi", "in the ward"]
+    assert found["kiosk"] == ["no such chat"]  # an unknown chat falls back to the kiosk chat
+    phone.stop()
+
+
 def test_phone_killed_and_restarted_mid_stream(station: Proc, tmp_path: Path) -> None:
     home = _phone_home(tmp_path)
     uri = str(station.wait_for("ready")["pair_uri"])
