@@ -13,6 +13,7 @@ import click
 
 from station import control as control_client
 from station.errors import ControlError, StationError
+from station.kiosk.browser import DEFAULT_BROWSER, check_browser
 from station.supervisor import StationConfig, Supervisor, default_control_path
 
 _CONTROL = click.option(
@@ -91,6 +92,26 @@ def main() -> None:
     show_default=True,
     help="Commands a session may hold for an offline phone before refusing more.",
 )
+@click.option(
+    "--ui-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the kiosk page on 127.0.0.1 (0: any free port; the address is printed).",
+)
+@click.option("--no-ui", is_flag=True, help="Do not serve the kiosk page.")
+@click.option(
+    "--kiosk",
+    is_flag=True,
+    help="Open the kiosk page in Chromium, full screen, with a RAM-only profile renewed at "
+    "every logout.",
+)
+@click.option(
+    "--browser",
+    default=DEFAULT_BROWSER,
+    show_default=True,
+    help="The Chromium that --kiosk launches.",
+)
 @_CONTROL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 @click.option(
@@ -106,12 +127,23 @@ def start(
     wipe_every: float,
     offer_ttl: float,
     queue_limit: int,
+    ui_port: int,
+    no_ui: bool,
+    kiosk: bool,
+    browser: str,
     control: Path | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
     """Run the station supervisor until SIGINT/SIGTERM (every session is wiped)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    if kiosk and no_ui:
+        _fail("--kiosk shows the kiosk page: it cannot go with --no-ui", 2)
+    if kiosk:
+        try:
+            check_browser(browser)
+        except StationError as exc:
+            _fail(str(exc), 2)
     config = StationConfig(
         name=name,
         host=host,
@@ -123,6 +155,9 @@ def start(
         control=control,
         offer_ttl=offer_ttl,
         queue_limit=queue_limit,
+        ui=not no_ui,
+        ui_port=ui_port,
+        kiosk_browser=browser if kiosk else None,
     )
     emit = _json_printer if as_json else _human_printer
     supervisor = Supervisor(config, emit)
@@ -156,6 +191,8 @@ def _human_printer(event: dict[str, Any]) -> None:
         if kind == "ready":
             click.echo(f"Station {event['name']!r} listening on port {event['port']}")
             click.echo(f"Control socket: {event['control']}")
+            if event.get("ui"):
+                click.echo(f"Kiosk page: {event['ui']}")
         click.echo(_qr(event["pair_uri"]))
         click.echo(f"Pairing code: {event['pair_code']}")
         click.echo(f"Pairing URI:  {event['pair_uri']}")

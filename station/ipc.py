@@ -29,6 +29,7 @@ class FrameType(IntEnum):
     DATA = 2  # conn · bytes from the phone
     LOST = 3  # conn
     STOP = 4  # JSON {"reason": ...}
+    POLICY = 5  # JSON {"logout_in": seconds, "reason": ...}: the session's next logout
     # worker -> supervisor
     SEND = 11  # conn · bytes for the phone
     CLOSE = 12  # conn · ASCII reason

@@ -95,6 +95,16 @@ def decode_update(payload: bytes) -> MirrorUpdate:
     return MirrorUpdate(str(value["type"]), version, chats, messages)
 
 
+def chat_row(chat_id: str, title: str) -> dict[str, Any]:
+    return {"id": chat_id, "title": title}
+
+
+def message_row(
+    message_id: str, chat: str, sender: str, body: str, sent_at: float
+) -> dict[str, Any]:
+    return {"id": message_id, "chat": chat, "sender": sender, "body": body, "sent_at": sent_at}
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (id TEXT PRIMARY KEY, title TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -137,6 +147,13 @@ class Mirror:
             row = await cursor.fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
+
+    async def state(self, limit: int = 500) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every chat, and the latest ``limit`` messages oldest first, for a new page."""
+        async with self._db.execute("SELECT id, title FROM chats ORDER BY title") as cursor:
+            chats = [chat_row(str(r[0]), str(r[1])) for r in await cursor.fetchall()]
+        messages = [message_row(*m) for m in reversed(await self.recent(limit))]
+        return chats, messages
 
     async def recent(self, limit: int = 200) -> list[tuple[str, str, str, str, float]]:
         async with self._db.execute(

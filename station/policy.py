@@ -46,6 +46,15 @@ class LogoutPolicy:
                 out.append((session, "max-age"))
         return out
 
+    def logout_of(self, times: SessionTimes) -> tuple[float, str]:
+        """When this session will be logged out if nothing changes, and why."""
+        cfg = self.config
+        return min(
+            (times.last_input + cfg.inactivity, "inactivity"),
+            (times.paired_at + cfg.max_session, "max-age"),
+            (self.next_wipe, "scheduled"),
+        )
+
     def next_deadline(self, sessions: Mapping[str, SessionTimes]) -> float:
         cfg = self.config
         deadlines = [self.next_wipe]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from station import ipc
 from station.control import ControlServer
 from station.errors import ConfigError
+from station.kiosk.browser import KioskBrowser
+from station.kiosk.pairing_screen import PairingScreen
 from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
 from station.workers import WorkerHandle, WorkerInfo
 from tunnel.aio.websocket import ws_options
@@ -52,6 +55,9 @@ class StationConfig:
     offer_ttl: float = 30.0
     max_sessions: int = 16
     queue_limit: int = 10_000
+    ui: bool = True  # serve the kiosk page on 127.0.0.1
+    ui_port: int = 0
+    kiosk_browser: str | None = None  # a Chromium to launch on the kiosk page
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -81,6 +87,8 @@ class Supervisor:
         self._ready = False
         self._first_offer = asyncio.Event()
         self._hardening_shown = False
+        self.screen: PairingScreen | None = None
+        self.browser: KioskBrowser | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -137,6 +145,11 @@ class Supervisor:
         os.chmod(self.control_dir, 0o700)
         self._control = ControlServer(self.control_path, self)
         await self._control.start()
+        if self.config.ui:
+            self.screen = PairingScreen(
+                port=self.config.ui_port, state=self._screen_state, offer_uri=self._offer_uri
+            )
+            await self.screen.start()
         await self._ensure_standby()
         if self.config.mdns:
             from station.mdns import StationAdvertiser
@@ -147,6 +160,10 @@ class Supervisor:
             self._advertiser = StationAdvertiser(name=self.config.name, port=self.port)
             await self._advertiser.start(offer_open=True)
         self._spawn(self._policy_loop())
+        if self.config.kiosk_browser and self.screen is not None:
+            self.browser = KioskBrowser(self.config.kiosk_browser, self.screen.url)
+            await self.browser.start()
+            self.emit({"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile})
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -159,6 +176,10 @@ class Supervisor:
         if self._advertiser is not None:
             with contextlib.suppress(Exception):
                 await self._advertiser.stop()
+        if self.browser is not None:
+            await self.browser.stop()
+        if self.screen is not None:
+            await self.screen.close()
         if self._control is not None:
             await self._control.stop()
         if self._server is not None:
@@ -196,6 +217,7 @@ class Supervisor:
                 control_dir=str(self.control_dir),
                 offer_ttl=self.config.offer_ttl,
                 queue_limit=self.config.queue_limit,
+                ui_origin=self.screen.origin if self.screen is not None else None,
             )
             self.workers[handle.info.id] = handle
             self.standby = handle
@@ -230,6 +252,12 @@ class Supervisor:
                     "exit": code,
                 }
             )
+            if self.browser is not None and not self._stopping.is_set():
+                # The browser's profile saw the session's page: it goes with the session.
+                await self.browser.restart()
+                self.emit(
+                    {"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile}
+                )
         if not self._stopping.is_set():
             await self._ensure_standby()
             self._update_advert()
@@ -252,7 +280,12 @@ class Supervisor:
             self._first_offer.set()
             if not self._ready:
                 self._ready = True
-                out.update(name=self.config.name, port=self.port, control=str(self.control_path))
+                out.update(
+                    name=self.config.name,
+                    port=self.port,
+                    control=str(self.control_path),
+                    ui=self.screen.url if self.screen is not None else None,
+                )
             self.emit(out)
             self._update_advert()
         elif kind == "paired":
@@ -260,6 +293,7 @@ class Supervisor:
             info.fingerprint = event.get("fingerprint")
             info.device = event.get("device")
             info.control = event.get("control")
+            info.page = event.get("page")
             info.paired_at = time.monotonic()
             info.last_input = time.monotonic()
             info.linked = True
@@ -306,6 +340,8 @@ class Supervisor:
                 )
         elif kind == "pairing_failed":
             self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
+        if kind in ("paired", "link_up", "link_down", "ended") and self.screen is not None:
+            self._spawn(self.screen.changed())
 
     async def _on_worker_send(self, conn: int, data: bytes) -> None:
         entry = self._conns.get(conn)
@@ -324,6 +360,45 @@ class Supervisor:
         if self._advertiser is not None:
             open_offer = self.standby is not None and self.standby.info.pair_uri is not None
             self._spawn(self._advertiser.set_offer_open(open_offer))
+        if self.screen is not None:
+            self._spawn(self.screen.changed())
+
+    # -- the kiosk page --------------------------------------------------------------
+
+    def _screen_state(self) -> dict[str, Any]:
+        """What the pairing screen shows: ids, states and page addresses, no content."""
+        standby = self.standby.info if self.standby is not None else None
+        offer = None
+        if standby is not None and standby.pair_uri is not None:
+            offer = {
+                "id": standby.offer_id,
+                "code": standby.pair_code,
+                "expires_at": standby.offer_expires,
+            }
+        sessions = [
+            {
+                "id": str(h.info.session)[:16],
+                "fingerprint": h.info.fingerprint,
+                "page": h.info.page,
+                "linked": h.info.linked,
+            }
+            for h in self.find(None)
+            if h.info.page and h.stop_requested is None and h.info.ended_reason is None
+        ]
+        full = len(self.find(None)) >= self.config.max_sessions
+        return {
+            "type": "state",
+            "station": self.config.name,
+            "offer": offer,
+            "full": full and offer is None,
+            "sessions": sessions,
+        }
+
+    def _offer_uri(self, offer_id: str) -> str | None:
+        standby = self.standby.info if self.standby is not None else None
+        if standby is None or not offer_id or standby.offer_id != offer_id:
+            return None
+        return standby.pair_uri
 
     # -- phones ----------------------------------------------------------------------
 
@@ -410,6 +485,10 @@ class Supervisor:
     # -- policy ----------------------------------------------------------------------
 
     async def logout(self, handle: WorkerHandle, reason: str) -> None:
+        handle.request_stop(reason)
+        if self.screen is not None:
+            # The tab goes at once; the worker clears its page as it ends.
+            self._spawn(self.screen.changed())
         await handle.stop(reason)
 
     def find(self, session: str | None) -> list[WorkerHandle]:
@@ -436,9 +515,21 @@ class Supervisor:
             }
             for session, reason in policy.due(time.monotonic(), times):
                 self._spawn(self.logout(live[session], reason))
+            for session, handle in live.items():
+                await self._tell_deadline(handle, policy.logout_of(times[session]))
             wait = policy.next_deadline(times) - time.monotonic()
             # A short cap: sessions pair and take input between ticks.
             await asyncio.sleep(min(max(wait, 0.0), 0.25))
+
+    async def _tell_deadline(self, handle: WorkerHandle, logout: tuple[float, str]) -> None:
+        """Tell the worker when its session ends (its page counts down) when that moved."""
+        when, reason = logout
+        sent = handle.info.policy_sent
+        if sent is not None and sent[1] == reason and abs(sent[0] - when) < 0.5:
+            return
+        handle.info.policy_sent = logout
+        body = {"logout_in": round(when - time.monotonic(), 2), "reason": reason}
+        await handle.send(ipc.Frame(ipc.FrameType.POLICY, body=json.dumps(body).encode()))
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -25,6 +25,7 @@ from typing import Any
 from station import ipc
 from station.control import serve_json_lines
 from station.errors import StationError
+from station.kiosk.session_view import SessionView
 from station.mirror import Mirror, MirrorError, decode_update, encode_command
 from tunnel.aio.pump import EndpointPump
 from tunnel.errors import QueueFull, SessionClosed
@@ -77,6 +78,7 @@ class Worker:
         self.control_server: asyncio.AbstractServer | None = None
         self.control_path: Path | None = None
         self.last_depth = -1
+        self.view: SessionView | None = None
 
     # -- offers ----------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class Worker:
         assert isinstance(endpoint, StationEndpoint)
         if isinstance(event, Paired):
             await self.open_control(event.session_id)
+            page = await self.open_view(event.session_id.hex(), event.fingerprint or "")
             await self.out.write(
                 ipc.event_frame(
                     event="paired",
@@ -123,6 +126,7 @@ class Worker:
                     fingerprint=event.fingerprint,
                     device=(endpoint.phone_key or b"").hex()[:16],
                     control=str(self.control_path),
+                    page=page,
                 )
             )
         elif isinstance(event, PairingFailed):
@@ -133,14 +137,21 @@ class Worker:
                 await self.announce_offer(offer)
         elif isinstance(event, LinkUp):
             await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
+            if self.view is not None:
+                await self.view.link_changed()
         elif isinstance(event, LinkDown):
             await self.out.write(ipc.event_frame(event="link_down", reason=event.reason))
+            if self.view is not None:
+                await self.view.link_changed()
         elif isinstance(event, MessageReceived):
             await self.apply_update(event.payload)
         elif isinstance(event, Acked):
             await self.report_depth()
+            if self.view is not None:
+                await self.view.acked(event.through)
         elif isinstance(event, SessionEnded):
             reason = "remote" if event.by_peer else self.stop_reason
+            self.stop_reason = reason
             await self.out.write(
                 ipc.event_frame(event="ended", reason=reason, undelivered=event.undelivered)
             )
@@ -154,6 +165,8 @@ class Worker:
             await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
             return
         await self.mirror.apply(update)
+        if self.view is not None:
+            await self.view.mirrored(update)
         chats, messages = await self.mirror.counts()
         await self.out.write(
             ipc.event_frame(event="mirror", version=update.version, chats=chats, messages=messages)
@@ -165,6 +178,48 @@ class Worker:
         if depth != self.last_depth:
             self.last_depth = depth
             await self.out.write(ipc.event_frame(event="queued", depth=depth))
+
+    async def send_command(self, text: str, chat: str | None) -> dict[str, Any]:
+        """Queue one typed command (from `station send` or the kiosk page)."""
+        assert self.pump is not None
+        try:
+            seq = await self.pump.send(encode_command(text, chat))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        except QueueFull as exc:
+            return {"ok": False, "error": str(exc), "full": True, "depth": exc.depth}
+        except SessionClosed:
+            return {"ok": False, "error": "the session has ended"}
+        await self.report_activity()
+        await self.report_depth()
+        return {"ok": True, "seq": seq, "depth": self.pump.endpoint.undelivered}
+
+    async def report_activity(self) -> None:
+        await self.out.write(ipc.event_frame(event="activity"))
+
+    # -- the session's page on the kiosk screen ----------------------------------------
+
+    async def open_view(self, session: str, fingerprint: str) -> str | None:
+        if not self.args.ui_origin:
+            return None
+        assert self.pump is not None and self.mirror is not None
+
+        def logout() -> None:
+            self.stop_reason = "explicit"
+            self.stopping.set()
+
+        self.view = SessionView(
+            station=self.args.name,
+            session=session,
+            fingerprint=fingerprint,
+            mirror=self.mirror,
+            pump=self.pump,
+            framed_by=self.args.ui_origin,
+            send_command=self.send_command,
+            on_logout=logout,
+            on_activity=self.report_activity,
+        )
+        return await self.view.start()
 
     # -- the session's control socket ------------------------------------------------
 
@@ -191,18 +246,7 @@ class Worker:
                 return {"ok": False, "error": "send needs text"}
             if chat is not None and not isinstance(chat, str):
                 return {"ok": False, "error": "chat must be a string"}
-            try:
-                payload = encode_command(text, chat)
-                seq = await self.pump.send(payload)
-            except ValueError as exc:
-                return {"ok": False, "error": str(exc)}
-            except QueueFull as exc:
-                return {"ok": False, "error": str(exc), "full": True, "depth": exc.depth}
-            except SessionClosed:
-                return {"ok": False, "error": "the session has ended"}
-            await self.out.write(ipc.event_frame(event="activity"))
-            await self.report_depth()
-            return {"ok": True, "seq": seq, "depth": self.pump.endpoint.undelivered}
+            return await self.send_command(text, chat)
         if op == "status":
             endpoint = self.pump.endpoint
             chats, messages = await self.mirror.counts() if self.mirror else (0, 0)
@@ -241,6 +285,9 @@ class Worker:
             elif frame.type is ipc.FrameType.STOP:
                 self.stop_reason = str(frame.json().get("reason", "explicit"))
                 self.stopping.set()
+            elif frame.type is ipc.FrameType.POLICY and self.view is not None:
+                policy = frame.json()
+                await self.view.deadline(float(policy["logout_in"]), str(policy["reason"]))
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         report = harden_process(expected_ppid=self.args.ppid)
@@ -267,6 +314,8 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.view is not None:
+            await self.view.close(self.stop_reason)
         await self.pump.aclose()
         if self.control_server is not None:
             self.control_server.close()
@@ -302,6 +351,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--offer-ttl", type=float, default=30.0)
     parser.add_argument("--ppid", type=int, required=True)
     parser.add_argument("--queue-limit", type=int, default=10_000)
+    parser.add_argument(
+        "--ui-origin", default=None, help="the pairing screen's origin (frames this page)"
+    )
     return parser.parse_args(argv)
 
 

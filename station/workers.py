@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -41,6 +42,8 @@ class WorkerInfo:
     last_input: float = 0.0
     ended_reason: str | None = None
     undelivered: int | None = None
+    page: str | None = None  # the session page's address (its worker serves it)
+    policy_sent: tuple[float, str] | None = None  # the last logout deadline told
     hardening: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,6 +69,7 @@ class WorkerHandle:
         self.conns: set[int] = set()
         self.reader_task: asyncio.Task[None] | None = None
         self.stop_requested: str | None = None
+        self._stop_sent = False
 
     @classmethod
     async def spawn(
@@ -77,6 +81,7 @@ class WorkerHandle:
         control_dir: str,
         offer_ttl: float,
         queue_limit: int,
+        ui_origin: str | None = None,
     ) -> WorkerHandle:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [
@@ -98,6 +103,8 @@ class WorkerHandle:
             "--queue-limit",
             str(queue_limit),
         ]
+        if ui_origin is not None:
+            argv += ["--ui-origin", ui_origin]
         for host, port in addresses:
             argv += ["--address", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         try:
@@ -141,11 +148,18 @@ class WorkerHandle:
             return False
         return True
 
-    async def stop(self, reason: str) -> None:
-        """Ask the worker to log out; kill it if it has not ended within the grace."""
+    def request_stop(self, reason: str) -> None:
+        """Mark the worker as ending (the first reason wins); ``stop`` tells it."""
         if self.stop_requested is None:
             self.stop_requested = reason
-            await self.send(ipc.Frame(ipc.FrameType.STOP, body=f'{{"reason":"{reason}"}}'.encode()))
+
+    async def stop(self, reason: str) -> None:
+        """Ask the worker to log out; kill it if it has not ended within the grace."""
+        self.request_stop(reason)
+        if not self._stop_sent:
+            self._stop_sent = True
+            body = json.dumps({"reason": self.stop_requested}).encode()
+            await self.send(ipc.Frame(ipc.FrameType.STOP, body=body))
         try:
             async with asyncio.timeout(STOP_GRACE):
                 await self.process.wait()

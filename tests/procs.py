@@ -27,16 +27,21 @@ def command(name: str) -> str:
 
 class Proc:
     def __init__(
-        self, argv: Sequence[str], *, prefix: Sequence[str] = (), cwd: Path | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        prefix: Sequence[str] = (),
+        cwd: Path | None = None,
+        stdin: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.argv = [*prefix, *argv]
         self.popen = subprocess.Popen(
             self.argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
             cwd=cwd,
             start_new_session=True,
         )
@@ -95,6 +100,28 @@ class Proc:
                     )
                 self._cond.wait(min(left, 0.1))
 
+    def wait_line(self, predicate: Callable[[str], bool], *, timeout: float = 15.0) -> str:
+        """The first line of output (JSON or not) that matches."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if predicate(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stdout_done:
+                    raise AssertionError(
+                        f"no matching line from {self.argv[:3]} within {timeout} s;"
+                        f" lines={self.lines[-5:]} stderr={self.stderr[-5:]}"
+                    )
+                self._cond.wait(min(left, 0.1))
+
+    def write(self, line: str) -> None:
+        """A line on the process's stdin (started with ``stdin=True``)."""
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(line.encode() + b"\n")
+        self.popen.stdin.flush()
+
     def count(self, kind: str) -> int:
         with self._cond:
             return sum(1 for e in self.events if e.get("event") == kind)
@@ -111,7 +138,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        for stream in (self.popen.stdout, self.popen.stderr):
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream is not None:
                 stream.close()
         return self.popen.returncode

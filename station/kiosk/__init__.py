@@ -1,0 +1,1 @@
+"""The kiosk pages: the pairing screen (supervisor) and each session page (worker)."""

@@ -1,0 +1,151 @@
+// The pairing screen: the open offer and one tab per linked phone. Each tab frames the
+// session's own page, served by that session's process; this page never sees its content.
+"use strict";
+
+(() => {
+  const key = new URLSearchParams(location.search).get("k") || "";
+  const $ = (id) => document.getElementById(id);
+  const tabs = $("tabs");
+  const main = $("main");
+  const sessions = new Map(); // session id -> {tab, panel}
+  let selected = "pairing";
+  let offerId = null;
+  let expiresAt = 0;
+  let socket = null;
+  let retryMs = 500;
+
+  function select(panelId) {
+    selected = panelId;
+    for (const tab of tabs.querySelectorAll("[role=tab]")) {
+      const on = tab.dataset.panel === panelId;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
+    }
+    for (const panel of main.querySelectorAll("[role=tabpanel]")) {
+      panel.hidden = panel.id !== panelId;
+    }
+  }
+
+  function showOffer(offer, full) {
+    const qr = $("qr");
+    $("no-offer").hidden = !full;
+    if (offer === null) {
+      offerId = null;
+      qr.hidden = true;
+      qr.removeAttribute("src");
+      $("code").textContent = "\u00a0";
+      $("expiry").textContent = full ? "\u00a0" : "Preparing a new code…";
+      return;
+    }
+    if (offer.id !== offerId) {
+      offerId = offer.id;
+      qr.src = `/qr.svg?k=${encodeURIComponent(key)}&o=${encodeURIComponent(offer.id)}`;
+      qr.hidden = false;
+    }
+    $("code").textContent = offer.code;
+    expiresAt = offer.expires_at * 1000;
+    tickExpiry();
+  }
+
+  function tickExpiry() {
+    if (offerId === null) return;
+    const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
+    $("expiry").textContent = `A new code appears in ${left} s. Each code works once.`;
+  }
+
+  function addSession(s, index) {
+    const panelId = `session-${s.id}`;
+    const tab = document.createElement("button");
+    tab.className = "tab session-tab";
+    tab.id = `tab-${s.id}`;
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-controls", panelId);
+    tab.dataset.panel = panelId;
+    tab.dataset.session = s.id;
+    const panel = document.createElement("section");
+    panel.className = "panel session-panel";
+    panel.id = panelId;
+    panel.setAttribute("role", "tabpanel");
+    panel.setAttribute("aria-labelledby", tab.id);
+    const frame = document.createElement("iframe");
+    frame.className = "session-frame";
+    frame.title = `Linked phone ${s.fingerprint || s.id}`;
+    frame.referrerPolicy = "no-referrer";
+    frame.src = s.page;
+    panel.append(frame);
+    tabs.append(tab);
+    main.append(panel);
+    sessions.set(s.id, { tab, panel });
+    labelSession(s, index);
+    select(panelId);
+  }
+
+  function labelSession(s, index) {
+    const entry = sessions.get(s.id);
+    entry.tab.textContent = `Medic ${index + 1}`;
+    entry.tab.title = `Phone ${s.fingerprint || ""}`;
+    entry.tab.classList.toggle("offline", !s.linked);
+  }
+
+  function removeSession(id) {
+    const entry = sessions.get(id);
+    if (!entry) return;
+    // Removing the frame ends its document: nothing of the session stays in this page.
+    entry.panel.remove();
+    entry.tab.remove();
+    sessions.delete(id);
+    if (selected === `session-${id}`) select("pairing");
+  }
+
+  function apply(state) {
+    $("station-name").textContent = state.station;
+    document.title = `Field Station · ${state.station}`;
+    showOffer(state.offer, state.full);
+    const live = new Set(state.sessions.map((s) => s.id));
+    for (const id of [...sessions.keys()]) if (!live.has(id)) removeSession(id);
+    state.sessions.forEach((s, index) => {
+      if (sessions.has(s.id)) labelSession(s, index);
+      else addSession(s, index);
+    });
+  }
+
+  function clearAll() {
+    for (const id of [...sessions.keys()]) removeSession(id);
+    showOffer(null, false);
+  }
+
+  function connect() {
+    socket = new WebSocket(`ws://${location.host}/live?k=${encodeURIComponent(key)}`);
+    socket.onopen = () => {
+      retryMs = 500;
+      $("screen-status").textContent = "";
+    };
+    socket.onmessage = (event) => {
+      const state = JSON.parse(event.data);
+      if (state.type === "state") apply(state);
+    };
+    socket.onclose = () => {
+      // The station stopped or restarted: every session it had is gone with it.
+      clearAll();
+      $("screen-status").textContent = "The station is not answering; retrying…";
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 5000);
+    };
+  }
+
+  tabs.addEventListener("click", (event) => {
+    const tab = event.target.closest("[role=tab]");
+    if (tab) select(tab.dataset.panel);
+  });
+  tabs.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const all = [...tabs.querySelectorAll("[role=tab]")];
+    const at = all.findIndex((t) => t.dataset.panel === selected);
+    const next = all[(at + (event.key === "ArrowRight" ? 1 : all.length - 1)) % all.length];
+    select(next.dataset.panel);
+    next.focus();
+  });
+  setInterval(tickExpiry, 1000);
+  select("pairing");
+  connect();
+})();

@@ -1,0 +1,107 @@
+"""The little HTTP the kiosk pages need, answered by a ``websockets`` server.
+
+Both kiosk servers (the supervisor's pairing screen and each worker's session page) are
+``websockets`` servers on 127.0.0.1 that also answer plain GETs for their page and its
+assets through ``process_request``. Everything here is about answering those safely:
+
+* every response carries ``Cache-Control: no-store``, a strict Content-Security-Policy,
+  ``nosniff``, ``no-referrer`` and no cookies;
+* the ``Host`` header must name the server's own loopback address, so a web page on
+  the internet cannot reach these servers through DNS rebinding;
+* the capability in the query string (``k`` or ``t``) is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+ASSET_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+}
+
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    path: str
+    query: dict[str, str]
+    host: str | None
+    origin: str | None
+    upgrade: bool
+
+
+def parse_request(request: Request) -> ParsedRequest:
+    parts = urlsplit(request.path)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items() if v}
+    upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+    return ParsedRequest(
+        parts.path, query, request.headers.get("Host"), request.headers.get("Origin"), upgrade
+    )
+
+
+def read_asset(name: str) -> bytes:
+    """A page or script shipped inside the package (no CDN: the kiosk works offline)."""
+    return resources.files("station.kiosk").joinpath("assets", name).read_bytes()
+
+
+def security_headers(csp: str) -> list[tuple[str, str]]:
+    return [
+        ("Cache-Control", "no-store"),
+        ("Pragma", "no-cache"),
+        ("Content-Security-Policy", csp),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), usb=(), serial=()"),
+    ]
+
+
+def respond(status: int, body: bytes, content_type: str, csp: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            *security_headers(csp),
+        ]
+    )
+    return Response(status, _REASONS.get(status, "Error"), headers, body)
+
+
+def refuse(status: int, text: str, csp: str) -> Response:
+    return respond(status, text.encode() + b"\n", "text/plain; charset=utf-8", csp)
+
+
+def asset_response(name: str, csp: str) -> Response:
+    suffix = name[name.rfind(".") :]
+    return respond(200, read_asset(name), ASSET_TYPES[suffix], csp)
+
+
+def loopback_host_ok(host: str | None, port: int) -> bool:
+    """The browser asked for this server by its loopback address (no rebinding)."""
+    return host == f"127.0.0.1:{port}"
+
+
+def loopback_origin(port: int) -> str:
+    return f"http://127.0.0.1:{port}"

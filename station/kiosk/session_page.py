@@ -1,0 +1,150 @@
+"""One session's page on the big screen, served by that session's worker.
+
+The worker is the only process that holds the session's plaintext, so it serves the
+page that shows it: a ``websockets`` server on 127.0.0.1 and a random port, answering
+GET for the page and its assets and a WebSocket at ``/live`` that carries the mirror,
+the link state, the logout countdown and what the medic types. The supervisor's
+pairing screen frames this page; it never sees what flows through it.
+
+Only a browser that holds the page's token (given to the pairing screen, which holds
+the kiosk's own key) may open the live channel, and only from this page's own origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from station.kiosk.http import (
+    asset_response,
+    loopback_host_ok,
+    loopback_origin,
+    new_token,
+    parse_request,
+    refuse,
+    same_token,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 4  # the kiosk's own tab, plus a reload racing the old one
+MAX_INPUT = 16 * 1024  # one typed message and its envelope
+
+Welcome = Callable[[], Awaitable[list[dict[str, Any]]]]
+Request_ = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class SessionPage:
+    """The page server. ``welcome`` gives a new tab the whole current state;
+    ``on_request`` answers what the page sends (``send``, ``logout``, ``activity``)."""
+
+    def __init__(self, *, framed_by: str | None, welcome: Welcome, on_request: Request_) -> None:
+        self.token = new_token()
+        self.port = 0
+        self._framed_by = framed_by
+        self._welcome = welcome
+        self._on_request = on_request
+        self._server: Server | None = None
+        self._clients: set[ServerConnection] = set()
+
+    @property
+    def url(self) -> str:
+        return f"{loopback_origin(self.port)}/?t={self.token}"
+
+    @property
+    def viewers(self) -> int:
+        return len(self._clients)
+
+    def csp(self) -> str:
+        ancestors = self._framed_by or "'none'"
+        return (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"connect-src ws://127.0.0.1:{self.port}; frame-ancestors {ancestors}; "
+            "base-uri 'none'; form-action 'none'"
+        )
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._live,
+            "127.0.0.1",
+            0,
+            process_request=self._http,
+            max_size=MAX_INPUT,
+            max_queue=16,
+            compression=None,
+        )
+        self.port = int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"))
+        for ws in list(self._clients):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(data)
+
+    async def close(self, reason: str) -> None:
+        """Tell every open page the session ended (it clears itself), then stop serving."""
+        await self.broadcast({"type": "ended", "reason": reason})
+        for ws in list(self._clients):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(1000, "session ended")
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        req = parse_request(request)
+        csp = self.csp()
+        if not loopback_host_ok(req.host, self.port):
+            return refuse(400, "this page is served to 127.0.0.1 only", csp)
+        if req.path == "/live" and req.upgrade:
+            if req.origin != loopback_origin(self.port):
+                return refuse(403, "the live channel is for this page only", csp)
+            if not same_token(req.query.get("t"), self.token):
+                return refuse(403, "wrong or missing session token", csp)
+            if len(self._clients) >= MAX_CLIENTS:
+                return refuse(403, "too many open pages for this session", csp)
+            return None
+        if req.path == "/":
+            if not same_token(req.query.get("t"), self.token):
+                return refuse(403, "wrong or missing session token", csp)
+            return asset_response("session.html", csp)
+        if req.path in ("/session.js", "/kiosk.css"):
+            return asset_response(req.path[1:], csp)
+        return refuse(404, "not found", csp)
+
+    # -- the live channel --------------------------------------------------------------
+
+    async def _live(self, ws: ServerConnection) -> None:
+        self._clients.add(ws)
+        try:
+            for message in await self._welcome():
+                await ws.send(json.dumps(message, separators=(",", ":")))
+            async for raw in ws:
+                reply = await self._handle(raw)
+                if reply is not None:
+                    await ws.send(json.dumps(reply, separators=(",", ":")))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.discard(ws)
+
+    async def _handle(self, raw: str | bytes) -> dict[str, Any] | None:
+        try:
+            request = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return {"type": "error", "message": "not JSON"}
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return {"type": "error", "message": "a request is an object with an op"}
+        return await self._on_request(request)

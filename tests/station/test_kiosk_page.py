@@ -1,0 +1,307 @@
+"""The kiosk page in a real browser: Debian's Chromium driven by Playwright.
+
+The station, the phone and the fault proxy are the real commands, on 127.0.0.1. Each
+step's screenshot is saved under test-artifacts/kiosk/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, FrameLocator, Page, expect
+
+from tests.browser import artifacts
+from tests.procs import Proc, command, run
+
+pytestmark = pytest.mark.integration
+
+MIRROR_WITHIN_MS = 1500  # "a change on the phone shows within a second", with test slack
+
+
+def _station(tmp_path: Path, *extra: str) -> Proc:
+    proc = Proc(
+        [
+            command("station"),
+            "start",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            "--control",
+            str(tmp_path / "ctl.sock"),
+            *extra,
+        ]
+    )
+    proc.wait_for("ready")
+    return proc
+
+
+def _phone(tmp_path: Path, name: str) -> Path:
+    home = tmp_path / name
+    result = run([command("medic-phone"), "init", "--home", str(home), "--name", name])
+    assert result.returncode == 0, result.stderr
+    return home
+
+
+def _say(home: Path, chat: str, text: str) -> None:
+    result = run([command("medic-phone"), "say", "--home", str(home), "--chat", chat, text])
+    assert result.returncode == 0, result.stderr
+
+
+def _applied(home: Path) -> list[str]:
+    result = run([command("medic-phone"), "log", "--home", str(home), "--json"])
+    assert result.returncode == 0, result.stderr
+    return [str(row["text"]) for row in json.loads(result.stdout)]
+
+
+def _wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context(viewport={"width": 1600, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+class Shots:
+    def __init__(self, page: Page, name: str) -> None:
+        self.page = page
+        self.dir = artifacts("kiosk", name)
+        self.n = 0
+
+    def __call__(self, step: str) -> None:
+        self.n += 1
+        self.page.screenshot(path=str(self.dir / f"{self.n:02d}-{step}.png"))
+
+
+def test_pair_mirror_type_drop_and_logout(page: Page, tmp_path: Path) -> None:
+    shot = Shots(page, "session")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("websocket", lambda ws: requests.append(ws.url))
+    station = _station(tmp_path)
+    ready = station.wait_for("ready")
+    page.goto(ready["ui"])
+
+    # Before pairing: the QR, the short code and the station's name.
+    expect(page.locator("#station-name")).to_have_text("field-station")
+    expect(page.locator("#qr")).to_be_visible()
+    assert page.locator("#qr").evaluate("img => img.complete && img.naturalWidth > 100")
+    expect(page.locator("#code")).to_have_text(re.compile(r"^\d{4}-\d{4}$"))
+    assert page.locator("#code").text_content() == _fresh_offer(station)["pair_code"]
+    shot("pairing-screen")
+
+    # A phone with a chat of its own pairs, through a fault proxy we can pull down.
+    home = _phone(tmp_path, "phone-a")
+    _say(home, "ward-3", "Bed 4: BP 120/80, pulse 88")
+    proxy = Proc(
+        [command("station"), "proxy", "--listen", "127.0.0.1:0", "--target", _target(ready)],
+        stdin=True,
+    )
+    port = int(proxy.wait_line(lambda line: line.startswith("proxy on port")).split()[3])
+    phone = Proc(
+        [
+            command("medic-phone"),
+            "link",
+            str(ready["pair_uri"]),
+            "--home",
+            str(home),
+            "--connect",
+            f"127.0.0.1:{port}",
+            "--json",
+        ]
+    )
+    phone.wait_for("paired")
+    station.wait_for("paired")
+    tab = page.locator(".session-tab")
+    expect(tab).to_have_count(1)
+    expect(page.locator("#pairing")).to_be_hidden()
+    frame = page.frame_locator(".session-frame")
+    expect(frame.locator(".banner")).to_have_text("Online")
+    expect(frame.locator(".body", has_text="Bed 4: BP 120/80")).to_be_visible()
+
+    # A change on the phone shows within a second.
+    started = time.monotonic()
+    _say(home, "ward-3", "Bed 4: sats 97%")
+    expect(frame.locator(".body", has_text="sats 97%")).to_be_visible(timeout=MIRROR_WITHIN_MS)
+    mirrored_in = time.monotonic() - started
+    shot("mirrored")
+
+    # Typed on the page, applied on the phone, in the chat it was typed in.
+    frame.locator("button.chat", has_text="Ward 3").click()
+    _type(frame, "Start 500 ml saline")
+    _wait(lambda: "Start 500 ml saline" in _applied(home))
+    expect(frame.locator(".message:not(.pending) .body", has_text="500 ml saline")).to_be_visible()
+    assert _chat_bodies(home)["ward-3"][-1] == "Start 500 ml saline"
+    shot("typed-and-applied")
+
+    # The link drops: the banner says so, with what waits in the queue.
+    proxy.write("down")
+    expect(frame.locator(".banner")).to_contain_text("Reconnecting", timeout=8000)
+    queued = ["Recheck BP in 15 min", "Call the lab", "Bed 4 stable"]
+    for text in queued:
+        _type(frame, text)
+    expect(frame.locator(".banner")).to_contain_text("3 messages queued")
+    expect(frame.locator(".message.pending")).to_have_count(3)
+    assert _applied(home)[-1] == "Start 500 ml saline"  # nothing got through
+    shot("reconnecting-with-queue")
+
+    proxy.write("up")
+    expect(frame.locator(".banner")).to_have_text("Online", timeout=10000)
+    _wait(lambda: _applied(home)[-3:] == queued)
+    expect(frame.locator(".message.pending")).to_have_count(0)
+    expect(frame.locator(".body", has_text="Bed 4 stable")).to_be_visible()
+    shot("back-online")
+
+    # Logout: back to pairing, and nothing of the session left in the page.
+    frame.locator("#logout").click()
+    expect(page.locator(".session-tab")).to_have_count(0)
+    expect(page.locator("#pairing")).to_be_visible()
+    expect(page.locator("#qr")).to_be_visible()
+    assert station.wait_for("logout")["reason"] == "explicit"
+    assert phone.wait_for("logout")["reason"] == "explicit"
+    shot("logged-out")
+    _assert_nothing_left(page, ["Bed 4", "saline", "sats", "Call the lab", "Ward 3"])
+
+    # Every request the page made stayed on this machine (no CDN, no fonts, no beacons).
+    assert requests
+    assert all(re.match(r"^(http|ws)://127\.0\.0\.1:\d+/", url) for url in requests), requests
+    assert mirrored_in < MIRROR_WITHIN_MS / 1000
+
+
+def test_two_medics_each_in_their_own_tab(page: Page, tmp_path: Path) -> None:
+    shot = Shots(page, "two-medics")
+    station = _station(tmp_path)
+    page.goto(station.wait_for("ready")["ui"])
+    phones = []
+    for name, note in (("phone-a", "only on phone A"), ("phone-b", "only on phone B")):
+        home = _phone(tmp_path, name)
+        _say(home, "notes", note)
+        uri = str(_fresh_offer(station)["pair_uri"])
+        proc = Proc([command("medic-phone"), "link", uri, "--home", str(home), "--json"])
+        proc.wait_for("paired")
+        phones.append(proc)
+        expect(page.locator(".session-tab")).to_have_count(len(phones))
+    frames = page.locator(".session-frame")
+    expect(frames).to_have_count(2)
+    first, second = (
+        page.frame_locator(".session-frame >> nth=0"),
+        page.frame_locator(".session-frame >> nth=1"),
+    )
+    page.locator(".session-tab >> nth=0").click()
+    expect(first.locator(".body", has_text="only on phone A")).to_be_visible()
+    expect(first.locator(".body", has_text="only on phone B")).to_have_count(0)
+    shot("medic-1")
+    page.locator(".session-tab >> nth=1").click()
+    expect(second.locator(".body", has_text="only on phone B")).to_be_visible()
+    expect(second.locator(".body", has_text="only on phone A")).to_have_count(0)
+    shot("medic-2")
+    # One logs out; the other stays.
+    second.locator("#logout").click()
+    expect(page.locator(".session-tab")).to_have_count(1)
+    expect(
+        page.frame_locator(".session-frame").locator(".body", has_text="phone A")
+    ).to_be_attached()
+    assert "only on phone B" not in _all_text(page)
+    shot("one-left")
+
+
+def test_inactivity_countdown_and_keyboard(page: Page, tmp_path: Path) -> None:
+    shot = Shots(page, "countdown")
+    station = _station(tmp_path, "--inactivity", "32")
+    ready = station.wait_for("ready")
+    page.goto(ready["ui"])
+    home = _phone(tmp_path, "phone-a")
+    phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home)])
+    station.wait_for("paired")
+    frame = page.frame_locator(".session-frame")
+    countdown = frame.locator("#countdown")
+    expect(countdown).to_contain_text("Logging out in", timeout=10000)
+    expect(countdown).to_contain_text("no activity")
+    shot("countdown")
+    # "Press any key to stay": one key, nothing typed, and the countdown goes.
+    frame.locator("#text").focus()
+    page.keyboard.press("Shift")
+    expect(countdown).to_be_hidden(timeout=5000)
+    shot("countdown-reset")
+    # Keyboard only: type, Enter sends.
+    page.keyboard.type("still here")
+    page.keyboard.press("Enter")
+    _wait(lambda: "still here" in _applied(home))
+    phone.stop()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _target(ready: dict[str, object]) -> str:
+    return f"127.0.0.1:{ready['port']}"
+
+
+def _fresh_offer(station: Proc) -> dict[str, object]:
+    status = json.loads(
+        run([command("station"), "status", "--control", station_control(station), "--json"]).stdout
+    )
+    assert status["offer_open"], status
+    return {"pair_uri": status["pair_uri"], "pair_code": status["pair_code"]}
+
+
+def station_control(station: Proc) -> str:
+    return str(station.wait_for("ready")["control"])
+
+
+def _type(frame: FrameLocator, text: str) -> None:
+    box = frame.locator("#text")
+    box.fill(text)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def _chat_bodies(home: Path) -> dict[str, list[str]]:
+    """The phone's messages by chat, read from its SQLite file (read-only).
+
+    Plain sqlite3: Playwright's sync API owns this thread's event loop."""
+    from medic_phone.store import DB_FILE
+
+    found: dict[str, list[str]] = {}
+    uri = f"file:{home / DB_FILE}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        rows = db.execute("SELECT chat_id, body FROM messages ORDER BY version").fetchall()
+    for chat, body in rows:
+        found.setdefault(str(chat), []).append(str(body))
+    return found
+
+
+def _all_text(page: Page) -> str:
+    """The markup of the page and of every frame still in it."""
+    return "\n".join(frame.content() for frame in page.frames)
+
+
+def _assert_nothing_left(page: Page, needles: list[str]) -> None:
+    html = _all_text(page)
+    for needle in needles:
+        assert needle not in html, f"{needle!r} is still in the page"
+    storage = page.evaluate(
+        """async () => ({
+            local: localStorage.length,
+            session: sessionStorage.length,
+            idb: (await indexedDB.databases()).length,
+            workers: (await navigator.serviceWorker.getRegistrations()).length,
+            cookie: document.cookie,
+        })"""
+    )
+    assert storage == {"local": 0, "session": 0, "idb": 0, "workers": 0, "cookie": ""}
+    assert page.context.cookies() == []
