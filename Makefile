@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests and benchmarks use: iproute2 (network namespaces), strace
-# (write audit), chromium (the kiosk page's browser tests; Playwright drives
+# (write audit), chromium and xvfb (the kiosk page's browser tests; Playwright drives
 # /usr/bin/chromium, browser downloads are not possible) and mosquitto (the benchmark's
 # MQTT baseline). Only attempted as root and only for what is missing; never fatal.
-SYSTEM_TOOLS := ip:iproute2 strace:strace chromium:chromium mosquitto:mosquitto
+SYSTEM_TOOLS := ip:iproute2 strace:strace chromium:chromium Xvfb:xvfb mosquitto:mosquitto
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 		tool=$${pair%%:*}; pkg=$${pair#*:}; \

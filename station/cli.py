@@ -209,6 +209,8 @@ def _human_printer(event: dict[str, Any]) -> None:
         click.echo(f"Session {event['session'][:16]}: wiped{note}")
     elif kind == "pairing_failed":
         click.echo("Pairing attempt failed; a new offer is shown")
+    elif kind == "kiosk":
+        click.echo(f"Kiosk browser started (pid {event['pid']}, RAM profile {event['profile']})")
     sys.stdout.flush()
 
 
@@ -273,6 +275,8 @@ def status(control: Path | None, as_json: bool) -> None:
     click.echo(f"Station {reply['name']!r} on port {reply['port']}, up {reply['uptime_s']} s")
     if reply["offer_open"]:
         click.echo(f"Pairing code: {reply['pair_code']}")
+    if reply.get("ui"):
+        click.echo(f"Kiosk page: {reply['ui']} ({reply.get('screens', 0)} open)")
     if not reply["sessions"]:
         click.echo("No paired sessions.")
     for s in reply["sessions"]:

@@ -560,6 +560,9 @@ class Supervisor:
             "offer_open": bool(standby and standby.pair_uri),
             "pair_uri": standby.pair_uri if standby else None,
             "pair_code": standby.pair_code if standby else None,
+            "ui": self.screen.url if self.screen is not None else None,
+            "screens": self.screen.viewers if self.screen is not None else 0,
+            "kiosk_browser": self.browser.pid if self.browser is not None else None,
             "sessions": sessions,
         }
 

@@ -150,7 +150,14 @@ def run(
     stdin: str | None = None,
     timeout: float = 30.0,
     prefix: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, *argv], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        [*prefix, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
     )

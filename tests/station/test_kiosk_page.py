@@ -305,3 +305,42 @@ def _assert_nothing_left(page: Page, needles: list[str]) -> None:
     )
     assert storage == {"local": 0, "session": 0, "idb": 0, "workers": 0, "cookie": ""}
     assert page.context.cookies() == []
+
+
+@pytest.mark.root
+def test_page_text_never_reaches_the_supervisor(page: Page, tmp_path: Path) -> None:
+    import os
+    import secrets
+
+    from wipe.memscan import scan_tree
+
+    if os.geteuid() != 0:
+        pytest.skip("reading another process's memory needs root")
+    station = _station(tmp_path)
+    ready = station.wait_for("ready")
+    page.goto(ready["ui"])
+    home = _phone(tmp_path, "phone-a")
+    typed = "PAGE-CANARY-" + secrets.token_hex(8)
+    pushed = "PHONE-CANARY-" + secrets.token_hex(8)
+    _say(home, "notes", pushed)
+    phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home)])
+    station.wait_for("paired")
+    frame = page.frame_locator(".session-frame")
+    expect(frame.locator(".body", has_text=pushed)).to_be_visible()
+    _type(frame, typed)
+    _wait(lambda: typed in _applied(home))
+    expect(frame.locator(".message:not(.pending) .body", has_text=typed)).to_be_visible()
+    supervisor = station.popen.pid
+    status = json.loads(
+        run([command("station"), "status", "--control", station_control(station), "--json"]).stdout
+    )
+    worker = int(status["sessions"][0]["pid"])
+    for canary in (typed, pushed):
+        during = scan_tree(supervisor, canary)
+        assert during.total(worker) > 0, "positive control: the worker holds the text"
+        assert during.total(supervisor) == 0, "the supervisor must never hold page text"
+    frame.locator("#logout").click()
+    station.wait_for("wiped")
+    for canary in (typed, pushed):
+        assert scan_tree(supervisor, canary).total() == 0
+    phone.stop()

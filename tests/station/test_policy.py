@@ -40,3 +40,11 @@ def test_scheduled_wipe_ends_every_session_on_its_period() -> None:
 
 def test_no_sessions_no_logouts() -> None:
     assert LogoutPolicy(CFG, start=0).due(10**6, {}) == []
+
+
+def test_the_page_is_told_the_nearest_logout_and_its_reason() -> None:
+    policy = LogoutPolicy(PolicyConfig(inactivity=120, max_session=600, wipe_every=3600), start=0)
+    assert policy.logout_of(SessionTimes(paired_at=0, last_input=10)) == (130, "inactivity")
+    assert policy.logout_of(SessionTimes(paired_at=0, last_input=590)) == (600, "max-age")
+    late = LogoutPolicy(PolicyConfig(inactivity=120, max_session=9999, wipe_every=100), start=0)
+    assert late.logout_of(SessionTimes(paired_at=0, last_input=50)) == (100, "scheduled")
