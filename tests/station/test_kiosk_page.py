@@ -99,7 +99,7 @@ def test_pair_mirror_type_drop_and_logout(page: Page, tmp_path: Path) -> None:
     # Before pairing: the QR, the short code and the station's name.
     expect(page.locator("#station-name")).to_have_text("field-station")
     expect(page.locator("#qr")).to_be_visible()
-    assert page.locator("#qr").evaluate("img => img.complete && img.naturalWidth > 100")
+    _qr_loaded(page)
     expect(page.locator("#code")).to_have_text(re.compile(r"^\d{4}-\d{4}$"))
     assert page.locator("#code").text_content() == _fresh_offer(station)["pair_code"]
     shot("pairing-screen")
@@ -247,6 +247,14 @@ def test_inactivity_countdown_and_keyboard(page: Page, tmp_path: Path) -> None:
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _qr_loaded(page: Page) -> None:
+    page.wait_for_function(
+        "() => { const qr = document.getElementById('qr');"
+        " return !qr.hidden && qr.complete && qr.naturalWidth > 100; }",
+        timeout=5000,
+    )
+
+
 def _target(ready: dict[str, object]) -> str:
     return f"127.0.0.1:{ready['port']}"
 
@@ -344,3 +352,17 @@ def test_page_text_never_reaches_the_supervisor(page: Page, tmp_path: Path) -> N
     for canary in (typed, pushed):
         assert scan_tree(supervisor, canary).total() == 0
     phone.stop()
+
+
+def test_pairing_screen_follows_rotating_offers(page: Page, tmp_path: Path) -> None:
+    station = _station(tmp_path, "--offer-ttl", "1.5")
+    page.goto(station.wait_for("ready")["ui"])
+    code = page.locator("#code")
+    expect(code).to_have_text(re.compile(r"^\d{4}-\d{4}$"))
+    first_code = code.text_content()
+    first_qr = page.locator("#qr").get_attribute("src")
+    rotated = station.wait_for("offer", timeout=10)
+    expect(code).to_have_text(str(rotated["pair_code"]))
+    assert code.text_content() != first_code
+    assert page.locator("#qr").get_attribute("src") != first_qr
+    _qr_loaded(page)
