@@ -35,6 +35,9 @@ _FLAGS = (
     "--password-store=basic",
     "--disable-session-crashed-bubble",
     "--noerrdialogs",
+    # A crash dump would hold the page's memory: no crash reporter, no dumps.
+    "--disable-crash-reporter",
+    "--disable-breakpad",
 )
 
 
@@ -76,6 +79,25 @@ def _is_tmpfs(path: Path) -> bool:
     return fstype == "tmpfs"
 
 
+def _browser_env(profile: Path) -> dict[str, str]:
+    """The browser's home, config and cache directories are its RAM profile too.
+
+    Chromium writes some files by the user's home and XDG directories rather than by
+    ``--user-data-dir`` (crash-report settings, font caches); they go with the profile."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    xauthority = os.environ.get("XAUTHORITY") or str(Path.home() / ".Xauthority")
+    if Path(xauthority).exists():
+        env["XAUTHORITY"] = xauthority
+    env["HOME"] = str(profile)
+    for name, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache")):
+        env[name] = str(profile / sub)
+    env["XDG_DATA_HOME"] = str(profile / "data")
+    return env
+
+
 class KioskBrowser:
     def __init__(self, executable: str, url: str) -> None:
         self.executable = executable
@@ -96,6 +118,7 @@ class KioskBrowser:
         argv.append(self.url)
         self._process = await asyncio.create_subprocess_exec(
             *argv,
+            env=_browser_env(Path(self.profile)),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

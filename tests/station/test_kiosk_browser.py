@@ -97,6 +97,13 @@ def test_kiosk_browser_profile_lives_in_ram_and_goes_at_logout(
     assert profile.is_dir()
     assert str(profile).startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR", "/dev/shm")))
     _wait_screens(tmp_path, 1)  # Chromium loaded the pairing screen and its live channel
+    environ = dict(
+        item.split("=", 1)
+        for item in Path(f"/proc/{first['pid']}/environ").read_text().split("\0")
+        if "=" in item
+    )
+    assert environ["HOME"] == str(profile)  # whatever it writes by $HOME stays in RAM too
+    assert environ["XDG_CONFIG_HOME"].startswith(str(profile))
 
     home = tmp_path / "phone"
     assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
