@@ -173,7 +173,7 @@ async def durable(count: int, drain: int, drops: int) -> dict[str, float]:
     from medic_phone.store import PhoneStore
     from station.mirror import encode_command
 
-    settings = Settings(window=WINDOW)
+    settings = Settings(window=WINDOW, queue_max_count=1_000_000, queue_max_bytes=1 << 30)
     offer, keypair = new_offer("bench", [("127.0.0.1", 1)], now=time.time(), ttl=60)
     station = StationEndpoint(
         settings,

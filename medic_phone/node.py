@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medic_phone.errors import PhoneError
-from medic_phone.store import IncomingCommand, PhoneStore
+from medic_phone.store import IncomingCommand, PhoneStore, TypedMessages
 from station.mirror import Command, MirrorError, decode_command, encode_update
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector
@@ -41,6 +41,9 @@ from tunnel.session import PhoneEndpoint, PhoneState
 
 PUSH_INTERVAL = 0.2  # seconds between checks for local changes to push
 KIOSK_CHAT = "kiosk"
+# A command typed at the kiosk becomes a message in the chat it was typed in, when the
+# phone has that chat, or else in the kiosk chat.
+_TYPED = TypedMessages("medic (kiosk)", KIOSK_CHAT, "Typed at the kiosk")
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -181,29 +184,17 @@ class PhoneNode:
             station = endpoint.station if isinstance(endpoint, PhoneEndpoint) else ""
             now = time.time()
             applied = await self.store.apply_commands(
-                [IncomingCommand(self.link_id, seq, c.text, station, now) for seq, c in batch]
+                [
+                    IncomingCommand(self.link_id, seq, c.text, station, now, c.chat)
+                    for seq, c in batch
+                ],
+                as_messages=_TYPED,
             )
             new = [item for item, fresh in zip(batch, applied, strict=True) if fresh]
-            await self._add_typed_messages([c for _, c in new], now)
             for seq, command in new:
                 self.emit({"event": "command", "seq": seq, "text": command.text})
             if self.pump.endpoint.ended is None:
                 await self.pump.acknowledge(batch[-1][0])
-
-    async def _add_typed_messages(self, commands: list[Command], now: float) -> None:
-        """Each command becomes a message in the chat it was typed in (when the phone has
-        that chat), otherwise in the kiosk chat."""
-        if not commands:
-            return
-        known = await self.store.existing_chats({c.chat for c in commands if c.chat})
-        by_chat: dict[str, list[tuple[str, float]]] = {}
-        for command in commands:
-            chat = command.chat if command.chat in known else KIOSK_CHAT
-            by_chat.setdefault(chat, []).append((command.text, now))
-        if KIOSK_CHAT in by_chat:
-            await self.store.ensure_chat(KIOSK_CHAT, "Typed at the kiosk")
-        for chat, items in by_chat.items():
-            await self.store.add_messages(chat, "medic (kiosk)", items)
 
     # -- pushing the phone's state ------------------------------------------------------
 

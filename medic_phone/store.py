@@ -30,6 +30,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -135,6 +136,17 @@ class IncomingCommand(NamedTuple):
     text: str
     station: str
     received_at: float
+    chat: str | None = None  # the chat it was typed in at the kiosk, if any
+
+
+@dataclass(frozen=True, slots=True)
+class TypedMessages:
+    """How ``apply_commands`` records each new command as a message: in the chat it was
+    typed in when the phone has that chat, otherwise in the fallback chat."""
+
+    sender: str
+    fallback_chat: str
+    fallback_title: str
 
 
 async def _all(
@@ -476,11 +488,15 @@ class PhoneStore:
         )
         return applied
 
-    async def apply_commands(self, batch: Iterable[IncomingCommand]) -> list[bool]:
+    async def apply_commands(
+        self, batch: Iterable[IncomingCommand], *, as_messages: TypedMessages | None = None
+    ) -> list[bool]:
         """Apply many commands in one transaction (one fsync: group commit).
 
         Returns, per command, whether it was applied now (False: a duplicate). A gap
-        anywhere raises ``StoreError`` and rolls back the whole batch.
+        anywhere raises ``StoreError`` and rolls back the whole batch. With
+        ``as_messages``, each command applied now also becomes a message, in the same
+        transaction, so a crash can never leave one without the other.
         """
         commands = list(batch)
         for command in commands:
@@ -489,9 +505,11 @@ class PhoneStore:
         if not commands:
             return []
         results: list[bool] = []
+        fresh: list[IncomingCommand] = []
         cursors: dict[str, int] = {}
         async with self._transaction(write=True) as db:
-            for link_id, seq, text, station, received_at in commands:
+            for command in commands:
+                link_id, seq = command.link_id, command.seq
                 if link_id not in cursors:
                     cursors[link_id] = int((await self._link(db, link_id))[1])
                 delivered = cursors[link_id]
@@ -503,18 +521,61 @@ class PhoneStore:
                         f"command {seq} on link {link_id[:16]} would skip"
                         f" {delivered + 1}..{seq - 1}; nothing was applied"
                     )
-                await db.execute(
-                    "INSERT INTO commands (link_id, seq, text, station, received_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (link_id, seq, text, station, received_at),
-                )
+                fresh.append(command)
                 cursors[link_id] = seq
                 results.append(True)
-            for link_id, delivered in cursors.items():
-                await db.execute(
-                    "UPDATE links SET delivered = ? WHERE id = ?", (delivered, link_id)
-                )
+            # One statement per table, not one per row: each is a hop to SQLite's thread.
+            await db.executemany(
+                "INSERT INTO commands (link_id, seq, text, station, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [c[:5] for c in fresh],
+            )
+            await db.executemany(
+                "UPDATE links SET delivered = ? WHERE id = ?",
+                [(delivered, link_id) for link_id, delivered in cursors.items()],
+            )
+            if as_messages is not None and fresh:
+                await self._record_typed(db, fresh, as_messages)
         return results
+
+    async def _record_typed(
+        self, db: aiosqlite.Connection, fresh: list[IncomingCommand], how: TypedMessages
+    ) -> None:
+        named = sorted({c.chat for c in fresh if c.chat})
+        known = set()
+        if named:
+            rows = await _all(
+                db,
+                "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(named),),
+            )
+            known = {str(r[0]) for r in rows}
+        chats = [c.chat if c.chat in known else how.fallback_chat for c in fresh]
+        if how.fallback_chat in chats and how.fallback_chat not in known:
+            exists = await _one(db, "SELECT 1 FROM chats WHERE id = ?", (how.fallback_chat,))
+            if exists is None:
+                version = await self._version(db, bump=True)
+                await db.execute(
+                    "INSERT INTO chats (id, title, updated_at, version) VALUES (?, ?, ?, ?)",
+                    (how.fallback_chat, how.fallback_title, fresh[0].received_at, version),
+                )
+        last = await self._version_bump_by(db, len(fresh))
+        first = last - len(fresh) + 1
+        await db.executemany(
+            "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (uuid.uuid4().hex, chat, how.sender, c.text, c.received_at, first + i)
+                for i, (c, chat) in enumerate(zip(fresh, chats, strict=True))
+            ],
+        )
+        latest: dict[str, float] = {}
+        for c, chat in zip(fresh, chats, strict=True):
+            latest[chat] = max(latest.get(chat, 0.0), c.received_at)
+        await db.executemany(
+            "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
+            [(at, chat) for chat, at in latest.items()],
+        )
 
     async def commands(self, link_id: str | None = None) -> list[CommandRow]:
         """The applied commands (of one link, or all), in order of application."""
@@ -558,6 +619,17 @@ class PhoneStore:
             raise StoreCorrupt(f"{self.path} is not a healthy phone store (no change counter)")
         return int(row[0])
 
+    async def _version_bump_by(self, db: aiosqlite.Connection, count: int) -> int:
+        """Advance the change counter by ``count`` at once; the last version taken."""
+        row = await _one(
+            db,
+            "UPDATE counters SET value = value + ? WHERE name = 'change_version' RETURNING value",
+            (count,),
+        )
+        if row is None:
+            raise StoreCorrupt(f"{self.path} is not a healthy phone store (no change counter)")
+        return int(row[0])
+
     async def version(self) -> int:
         """The version of the latest change to a chat or a message (0: none yet)."""
         async with self._transaction(write=False) as db:
@@ -583,19 +655,6 @@ class PhoneStore:
                 )
         return True
 
-    async def existing_chats(self, chat_ids: Iterable[str]) -> set[str]:
-        """Which of these chat ids the store has."""
-        wanted = list(chat_ids)
-        if not wanted:
-            return set()
-        async with self._transaction(write=False) as db:
-            rows = await _all(
-                db,
-                "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(wanted),),
-            )
-        return {str(r[0]) for r in rows}
-
     async def add_message(self, chat_id: str, sender: str, body: str, sent_at: float) -> int:
         """Add a message to an existing chat; returns its version."""
         async with self._transaction(write=True) as db:
@@ -618,23 +677,26 @@ class PhoneStore:
         self, chat_id: str, sender: str, items: Sequence[tuple[str, float]]
     ) -> int:
         """Add many messages (body, sent_at) to one chat in one transaction; the last version."""
-        version = 0
+        if not items:
+            return 0
         async with self._transaction(write=True) as db:
             if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (chat_id,)) is None:
                 raise StoreError(f"no chat {chat_id!r}: call ensure_chat first")
-            for body, sent_at in items:
-                version = await self._version(db, bump=True)
-                await db.execute(
-                    "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (uuid.uuid4().hex, chat_id, sender, body, sent_at, version),
-                )
-            if items:
-                await db.execute(
-                    "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
-                    (max(t for _, t in items), chat_id),
-                )
-        return version
+            last = await self._version_bump_by(db, len(items))
+            first = last - len(items) + 1
+            await db.executemany(
+                "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (uuid.uuid4().hex, chat_id, sender, body, sent_at, first + i)
+                    for i, (body, sent_at) in enumerate(items)
+                ],
+            )
+            await db.execute(
+                "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
+                (max(t for _, t in items), chat_id),
+            )
+        return last
 
     async def snapshot(
         self, *, limit_chats: int = 50, limit_messages: int = 200

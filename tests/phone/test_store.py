@@ -23,7 +23,14 @@ from medic_phone.errors import (
     StoreError,
     StoreMissing,
 )
-from medic_phone.store import DB_FILE, SCHEMA_VERSION, IncomingCommand, PhoneStore, migrate
+from medic_phone.store import (
+    DB_FILE,
+    SCHEMA_VERSION,
+    IncomingCommand,
+    PhoneStore,
+    TypedMessages,
+    migrate,
+)
 
 LINK = "a1" * 16
 OTHER = "b2" * 16
@@ -151,6 +158,36 @@ async def test_concurrent_readers_and_writers_share_the_connection(store: PhoneS
 
 
 @pytest.mark.asyncio
+async def test_typed_commands_become_messages_in_the_same_transaction(store: PhoneStore) -> None:
+    await store.ensure_chat("ward-3", "Ward 3")
+    before = await store.version()
+    typed = TypedMessages("medic (kiosk)", "kiosk", "Typed at the kiosk")
+    batch = [
+        IncomingCommand(LINK, 1, "into ward 3", "st", 10.0, "ward-3"),
+        IncomingCommand(LINK, 2, "no such chat", "st", 11.0, "ward-9"),
+        IncomingCommand(LINK, 3, "no chat named", "st", 12.0),
+        IncomingCommand(LINK, 3, "a duplicate", "st", 13.0, "ward-3"),
+    ]
+    assert await store.apply_commands(batch, as_messages=typed) == [True, True, True, False]
+    assert await store.apply_commands(batch, as_messages=typed) == [False] * 4
+    version, chats, messages = await store.snapshot()
+    assert {c["id"]: c["title"] for c in chats} == {
+        "ward-3": "Ward 3",
+        "kiosk": "Typed at the kiosk",
+    }
+    bodies = [(m["chat"], m["body"], m["sender"]) for m in messages]
+    assert bodies == [
+        ("ward-3", "into ward 3", "medic (kiosk)"),
+        ("kiosk", "no such chat", "medic (kiosk)"),
+        ("kiosk", "no chat named", "medic (kiosk)"),
+    ]
+    # One version per change, none skipped: the kiosk chat, then three messages.
+    assert version == before + 4
+    _, _, changed = await store.changes_since(before + 1)
+    assert [m["body"] for m in changed] == ["into ward 3", "no such chat", "no chat named"]
+
+
+@pytest.mark.asyncio
 async def test_batch_applies_in_one_transaction(store: PhoneStore) -> None:
     await store.create_link(OTHER, station="ward-4", key="k2")
     batch = [
@@ -210,18 +247,27 @@ _CRASHER = textwrap.dedent(
 
     home, link, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     real_execute = aiosqlite.Connection.execute
+    real_executemany = aiosqlite.Connection.executemany
 
-    def dying_execute(self, sql, parameters=None):
+    def dies_at(sql):
         # The command row is written; the cursor update and the commit never happen.
         if mode == "mid-transaction" and sql.startswith("UPDATE links SET delivered"):
             os._exit(9)
+
+    def dying_execute(self, sql, parameters=None):
+        dies_at(sql)
         return real_execute(self, sql, parameters)
+
+    def dying_executemany(self, sql, parameters):
+        dies_at(sql)
+        return real_executemany(self, sql, parameters)
 
     async def main():
         store = await PhoneStore.connect(home)
         for seq in range(1, 6):
             await store.apply_command(link, seq, f"c{seq}", "ward-3", 1.0)
         aiosqlite.Connection.execute = dying_execute
+        aiosqlite.Connection.executemany = dying_executemany
         await store.apply_command(link, 6, "c6", "ward-3", 1.0)
         os._exit(7)  # committed, then killed without closing anything
 
