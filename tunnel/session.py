@@ -212,13 +212,25 @@ class Endpoint:
         return seq
 
     def acknowledge(self, seq: int, now: float) -> None:
-        """Manual-ack mode: the application has durably applied everything through ``seq``."""
+        """Manual-ack mode: the application has durably applied everything through ``seq``.
+
+        The ack goes at once: the application batched already (one commit, one ack)."""
         if seq > self.channel.delivered:
             raise UsageError("acknowledging a message that was never delivered")
         if seq > self._acked_cursor:
             self._acked_cursor = seq
-            self._arm_ack(now)
+            self._ack_due = now
         self._flush(now)
+
+    def input_idle(self, now: float) -> None:
+        """The caller has fed everything its transports had buffered: acknowledge now.
+
+        A burst read in one go is acknowledged by one frame, and a lone message at
+        once, instead of after ``ack_delay`` (which stays as the fallback for callers
+        that never say so)."""
+        if self._ack_due is not None:
+            self._ack_due = now
+            self._flush(now)
 
     def close(self, reason: str, now: float, *, code: CloseCode = CloseCode.LOGOUT) -> None:
         """Log out: tell the peer if we can, and end the session for good."""
@@ -232,6 +244,11 @@ class Endpoint:
         self._end(reason, by_peer=False)
 
     # -- what the caller takes out ------------------------------------------------------
+
+    @property
+    def has_output(self) -> bool:
+        """Whether events, bytes or close requests wait to be taken."""
+        return bool(self._out.data or self._out.events or self._out.closes)
 
     def data_to_send(self) -> list[tuple[int, bytes]]:
         out, self._out.data = self._out.data, []

@@ -257,6 +257,34 @@ def test_manual_ack_and_restart_from_saved_state() -> None:
     assert received(pair.phone_events) == [b"2", b"3"]  # 3 and 4 again, never 1 or 2
 
 
+def test_acks_go_when_input_is_idle_or_after_a_durable_apply_not_after_a_timer() -> None:
+    pair = paired().pair
+    for i in range(5):
+        pair.station.send(b"%d" % i, pair.now)
+    pair.transfer()
+    assert pair.station.undelivered == 5  # auto-ack waits for the end of the burst
+    link = pair.current
+    assert link is not None
+    before = len(link.carried)
+    pair.phone.input_idle(pair.now)  # the adapter read everything that was buffered
+    pair.transfer()
+    assert pair.station.undelivered == 0  # no time passed
+    assert len(link.carried) == before + 1  # one ack for the whole burst
+    pair.phone.input_idle(pair.now)  # nothing left to acknowledge: nothing sent
+    pair.transfer()
+    assert len(link.carried) == before + 1
+    # Manual mode: the application's acknowledge goes at once (it batched already).
+    manual = paired(phone_settings=Settings(auto_ack=False)).pair
+    manual.station.send(b"x", manual.now)
+    manual.transfer()
+    manual.phone.input_idle(manual.now)  # nothing durable yet: no ack
+    manual.transfer()
+    assert manual.station.undelivered == 1
+    manual.phone.acknowledge(1, manual.now)
+    manual.transfer()
+    assert manual.station.undelivered == 0
+
+
 def test_a_message_too_large_for_a_record_is_refused_before_it_is_queued() -> None:
     pair = paired().pair
     limit = pair.station.max_payload

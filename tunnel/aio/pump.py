@@ -53,6 +53,8 @@ class EndpointPump:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._idle_pending = False
+        self._tasks: set[asyncio.Task[None]] = set()  # drains after input went idle
 
     def now(self) -> float:
         return self._clock()
@@ -67,7 +69,20 @@ class EndpointPump:
 
     async def feed(self, conn: int, data: bytes) -> None:
         self.endpoint.receive(conn, data, self.now())
+        if not self._idle_pending:
+            # Runs once the reading task waits for more: after the whole burst that
+            # was already buffered has been fed, so one ack covers it.
+            self._idle_pending = True
+            self._loop.call_soon(self._input_idle)
         await self.drain()
+
+    def _input_idle(self) -> None:
+        self._idle_pending = False
+        self.endpoint.input_idle(self.now())
+        if self.endpoint.has_output:
+            task = self._loop.create_task(self.drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def lost(self, conn: int) -> None:
         if self._transports.pop(conn, None) is None:
@@ -163,6 +178,10 @@ class EndpointPump:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for conn in list(self._transports):
             transport = self._transports.pop(conn)
             with contextlib.suppress(ConnectionError, OSError):

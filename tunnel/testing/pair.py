@@ -116,6 +116,8 @@ class ConnectionPair:
 
     def advance(self, dt: float) -> None:
         """Move time forward, firing each end's timer at its deadline on the way."""
+        self._collect()
+        self.transfer()  # what the ends already produced goes first, as on a real link
         target = self.now + dt
         while True:
             deadlines = [
