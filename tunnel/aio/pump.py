@@ -51,6 +51,7 @@ class EndpointPump:
         self._next_id = 0
         self._draining = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # the deadline the armed timer is for
         self._timer_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._idle_pending = False
@@ -150,14 +151,21 @@ class EndpointPump:
         self._changed.set()
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         deadline = self.endpoint.next_deadline()
         if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             return
-        delay = max(0.0, deadline - self.now())
-        self._timer = self._loop.call_later(delay, self._fire)
+        # Most drains push the deadline later (a ping is due a second after the last
+        # send). A timer that fires early is harmless: the core finds nothing due and
+        # the timer is armed again. So re-arm only for an earlier deadline.
+        if self._timer is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(max(0.0, deadline - self.now()), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
