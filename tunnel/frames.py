@@ -21,6 +21,7 @@ class FrameType(IntEnum):
     PING = 3
     PONG = 4
     CLOSE = 5
+    DATA_RUN = 6
 
 
 class CloseCode(IntEnum):
@@ -35,6 +36,16 @@ class Data:
     seq: int
     ack: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DataRun:
+    """Consecutive messages ``first_seq, first_seq + 1, ...`` in one record: a backlog
+    (a window's worth after acks, or a resend on resume) costs one seal, not one each."""
+
+    first_seq: int
+    ack: int
+    payloads: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +71,17 @@ class Close:
     reason: str
 
 
-Frame = Data | Ack | Ping | Pong | Close
+Frame = Data | DataRun | Ack | Ping | Pong | Close
 
 _U64 = struct.Struct(">Q")
 _TWO_U64 = struct.Struct(">QQ")
 _DATA = struct.Struct(">BQQ")
 DATA_OVERHEAD = _DATA.size  # a Data frame's bytes beyond its payload
+_RUN = struct.Struct(">BQQH")  # type, first seq, ack, count; then (u32 length, payload)*
+_LEN = struct.Struct(">I")
+RUN_OVERHEAD = _RUN.size  # a DataRun's bytes beyond its items
+RUN_ITEM_OVERHEAD = _LEN.size  # and beyond each payload
+MAX_RUN = 0xFFFF
 _MAX_U64 = (1 << 64) - 1
 
 
@@ -73,6 +89,14 @@ def encode_frame(frame: Frame) -> bytes:
     try:
         if isinstance(frame, Data):
             return _DATA.pack(FrameType.DATA, frame.seq, frame.ack) + frame.payload
+        if isinstance(frame, DataRun):
+            if not 1 <= len(frame.payloads) <= MAX_RUN:
+                raise UsageError("a data run holds 1 to 65535 messages")
+            parts = [_RUN.pack(FrameType.DATA_RUN, frame.first_seq, frame.ack, len(frame.payloads))]
+            for payload in frame.payloads:
+                parts.append(_LEN.pack(len(payload)))
+                parts.append(payload)
+            return b"".join(parts)
         if isinstance(frame, Ack):
             return bytes([FrameType.ACK]) + _U64.pack(frame.ack)
         if isinstance(frame, Ping):
@@ -96,6 +120,8 @@ def decode_frame(data: bytes) -> Frame:
             raise MalformedRecord("short data frame")
         _, seq, ack = _DATA.unpack_from(data)
         return Data(seq, ack, bytes(data[_DATA.size :]))
+    if kind == FrameType.DATA_RUN:
+        return _decode_run(data)
     if kind == FrameType.ACK:
         if len(data) != 1 + _U64.size:
             raise MalformedRecord("bad ack frame")
@@ -114,3 +140,26 @@ def decode_frame(data: bytes) -> Frame:
             raise MalformedRecord("close reason not ASCII") from None
         return Close(data[1], reason)
     raise MalformedRecord("unknown frame type")
+
+
+def _decode_run(data: bytes) -> DataRun:
+    if len(data) < _RUN.size:
+        raise MalformedRecord("short data run")
+    _, first_seq, ack, count = _RUN.unpack_from(data)
+    if count == 0 or first_seq + count - 1 > _MAX_U64:
+        raise MalformedRecord("bad data run count")
+    view = memoryview(data)
+    payloads = []
+    at = _RUN.size
+    for _ in range(count):
+        if at + _LEN.size > len(data):
+            raise MalformedRecord("data run ends inside an item header")
+        (length,) = _LEN.unpack_from(data, at)
+        at += _LEN.size
+        if at + length > len(data):
+            raise MalformedRecord("data run item longer than the record")
+        payloads.append(bytes(view[at : at + length]))
+        at += length
+    if at != len(data):
+        raise MalformedRecord("bytes after the last item of a data run")
+    return DataRun(first_seq, ack, tuple(payloads))

@@ -43,10 +43,14 @@ from tunnel.events import (
 )
 from tunnel.frames import (
     DATA_OVERHEAD,
+    MAX_RUN,
+    RUN_ITEM_OVERHEAD,
+    RUN_OVERHEAD,
     Ack,
     Close,
     CloseCode,
     Data,
+    DataRun,
     Frame,
     Ping,
     Pong,
@@ -311,22 +315,48 @@ class Endpoint:
         if newly:
             self._out.events.append(Acked(self.channel.acked))
         if isinstance(frame, Data):
-            if self.channel.on_data(frame.seq, frame.payload):
-                self._out.events.append(MessageReceived(frame.seq, frame.payload))
-                if self.settings.auto_ack:
-                    self._acked_cursor = self.channel.delivered
-                    self._arm_ack(now)
+            self._on_data(frame.seq, frame.payload, now)
+        elif isinstance(frame, DataRun):
+            for i, payload in enumerate(frame.payloads):
+                self._on_data(frame.first_seq + i, payload, now)
         elif isinstance(frame, Ping):
             self._send_frame(c, Pong(self._acked_cursor, frame.token), now)
         elif isinstance(frame, Close):
             self._close_conn(c, "logout")
             self._end(frame.reason or "logout", by_peer=True)
 
+    def _on_data(self, seq: int, payload: bytes, now: float) -> None:
+        if self.channel.on_data(seq, payload):
+            self._out.events.append(MessageReceived(seq, payload))
+            if self.settings.auto_ack:
+                self._acked_cursor = self.channel.delivered
+                self._arm_ack(now)
+
     def _send_frame(self, c: _Conn, frame: Frame, now: float) -> None:
         assert c.sender is not None
         self._out.data.append((c.id, c.sender.seal(encode_frame(frame))))
         c.last_sent = now
         self._ack_sent = max(self._ack_sent, getattr(frame, "ack", 0))
+
+    def _send_runs(self, c: _Conn, sendable: list[tuple[int, bytes]], now: float) -> None:
+        """A backlog goes as runs of consecutive messages, each filling one record."""
+        budget = self.max_payload + DATA_OVERHEAD - RUN_OVERHEAD
+        run: list[bytes] = []
+        first = sendable[0][0]
+        size = 0
+        for seq, payload in sendable:
+            cost = RUN_ITEM_OVERHEAD + len(payload)
+            if run and (size + cost > budget or len(run) == MAX_RUN):
+                self._send_frame(c, self._run_frame(first, run), now)
+                run, first, size = [], seq, 0
+            run.append(payload)
+            size += cost
+        self._send_frame(c, self._run_frame(first, run), now)
+
+    def _run_frame(self, first: int, payloads: list[bytes]) -> Data | DataRun:
+        if len(payloads) == 1:
+            return Data(first, self._acked_cursor, payloads[0])
+        return DataRun(first, self._acked_cursor, tuple(payloads))
 
     def _arm_ack(self, now: float) -> None:
         # Ack at once when a quarter window is waiting, else after a short delay so
@@ -342,8 +372,12 @@ class Endpoint:
             # No link: the next activation acknowledges everything anyway.
             self._ack_due = None
             return
-        for seq, payload in self.channel.take_sendable():
+        sendable = self.channel.take_sendable()
+        if len(sendable) == 1:
+            seq, payload = sendable[0]
             self._send_frame(c, Data(seq, self._acked_cursor, payload), now)
+        elif sendable:
+            self._send_runs(c, sendable, now)
         if self._ack_due is not None and self._ack_due <= now:
             self._ack_due = None
             if self._acked_cursor > self._ack_sent:

@@ -24,7 +24,7 @@ from tunnel.errors import (
     ReplayedRecord,
     UsageError,
 )
-from tunnel.frames import Ack, Close, Data, Ping, Pong, decode_frame, encode_frame
+from tunnel.frames import Ack, Close, Data, DataRun, Ping, Pong, decode_frame, encode_frame
 from tunnel.identity import PhoneIdentity, verify_handshake
 from tunnel.noise import CipherState, HandshakeState, KeyPair
 from tunnel.offer import OfferBook, PairingOffer, new_offer
@@ -147,16 +147,47 @@ def test_short_and_oversized_records() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [Data(1, 0, b"p"), Data(2**64 - 2, 5, b""), Ack(7), Ping(1, 2), Pong(3, 4), Close(1, "logout")],
+    [
+        Data(1, 0, b"p"),
+        Data(2**64 - 2, 5, b""),
+        DataRun(3, 2, (b"a", b"", b"ccc")),
+        Ack(7),
+        Ping(1, 2),
+        Pong(3, 4),
+        Close(1, "logout"),
+    ],
 )
 def test_frames_round_trip(frame: object) -> None:
     assert decode_frame(encode_frame(frame)) == frame  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x09", b"\x01\x00", b"\x02" + b"\x00" * 9, b"\x05"])
+_RUN_HEAD = bytes([6]) + (1).to_bytes(8, "big") + (0).to_bytes(8, "big")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x09",
+        b"\x01\x00",
+        b"\x02" + b"\x00" * 9,
+        b"\x05",
+        _RUN_HEAD,  # no count
+        _RUN_HEAD + b"\x00\x00",  # an empty run
+        _RUN_HEAD + b"\x00\x02" + b"\x00\x00\x00\x01a",  # says 2 items, has 1
+        _RUN_HEAD + b"\x00\x01" + b"\x00\x00\x00\x09abc",  # an item past the end
+        _RUN_HEAD + b"\x00\x01" + b"\x00\x00\x00\x01ab",  # bytes after the last item
+        bytes([6]) + (2**64 - 1).to_bytes(8, "big") + bytes(8) + b"\x00\x02" + bytes(8),
+    ],
+)
 def test_malformed_frames(raw: bytes) -> None:
     with pytest.raises(MalformedRecord):
         decode_frame(raw)
+
+
+def test_a_data_run_refuses_to_encode_empty() -> None:
+    with pytest.raises(UsageError):
+        encode_frame(DataRun(1, 0, ()))
 
 
 # -- queue and channel -------------------------------------------------------------------

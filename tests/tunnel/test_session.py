@@ -285,6 +285,26 @@ def test_acks_go_when_input_is_idle_or_after_a_durable_apply_not_after_a_timer()
     assert manual.station.undelivered == 0
 
 
+def test_a_backlog_goes_in_runs_filling_records_and_arrives_once_in_order() -> None:
+    pair = paired().pair
+    pair.cut()
+    sent = [b"m%04d" % i + b"x" * 300 for i in range(600)]
+    for payload in sent:
+        pair.station.send(payload, pair.now)
+    pair.connect()
+    pair.transfer()
+    assert received(pair.phone_events) == sent
+    link = pair.current
+    assert link is not None
+    to_phone = [data for name, data in link.carried if name == PHONE]
+    # 600 messages of ~300 bytes in a few 64 KiB records (plus the handshake), not 600.
+    assert len(to_phone) < 20
+    assert max(len(d) for d in to_phone) <= pair.station.settings.max_record
+    assert pair.station.undelivered == 0 or pair.run_until(
+        lambda: pair.station.undelivered == 0, timeout=1
+    )
+
+
 def test_a_message_too_large_for_a_record_is_refused_before_it_is_queued() -> None:
     pair = paired().pair
     limit = pair.station.max_payload
