@@ -161,3 +161,24 @@ def run(
         check=False,
         env=env,
     )
+
+
+def start_station(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
+    """``station start`` on 127.0.0.1 (any port, no mDNS, JSON events), once it is ready;
+    its control socket is ``tmp_path / "ctl.sock"``."""
+    proc = Proc(
+        [
+            command("station"),
+            "start",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            "--control",
+            str(tmp_path / "ctl.sock"),
+            *extra,
+        ],
+        env=env,
+    )
+    proc.wait_for("ready", timeout=30)
+    return proc

@@ -12,27 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, run, start_station
 
 pytestmark = pytest.mark.integration
 
 
 def _start(tmp_path: Path, *extra: str) -> Proc:
-    proc = Proc(
-        [
-            command("station"),
-            "start",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
-            "--control",
-            str(tmp_path / "ctl.sock"),
-            *extra,
-        ]
-    )
-    proc.wait_for("ready")
-    return proc
+    return start_station(tmp_path, *extra)
 
 
 @pytest.fixture

@@ -14,26 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.browser import need_chromium
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, run, start_station
 
 pytestmark = pytest.mark.integration
 
 
 def _start(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
-    return Proc(
-        [
-            command("station"),
-            "start",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
-            "--control",
-            str(tmp_path / "ctl.sock"),
-            *extra,
-        ],
-        env=env,
-    )
+    return start_station(tmp_path, *extra, env=env)
 
 
 def test_kiosk_refuses_clearly_what_cannot_work(tmp_path: Path) -> None:

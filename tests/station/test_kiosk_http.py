@@ -21,7 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,7 @@ ASSETS = ("pairing.html", "pairing.js", "session.html", "session.js", "kiosk.css
 
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[Proc]:
-    proc = Proc(
-        [
-            command("station"),
-            "start",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
-            "--control",
-            str(tmp_path / "ctl.sock"),
-        ]
-    )
-    proc.wait_for("ready")
+    proc = start_station(tmp_path)
     yield proc
     proc.stop()
 

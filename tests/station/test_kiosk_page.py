@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect
 
 from tests.browser import artifacts
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -26,21 +26,7 @@ MIRROR_WITHIN_MS = 1500  # "a change on the phone shows within a second", with t
 
 
 def _station(tmp_path: Path, *extra: str) -> Proc:
-    proc = Proc(
-        [
-            command("station"),
-            "start",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
-            "--control",
-            str(tmp_path / "ctl.sock"),
-            *extra,
-        ]
-    )
-    proc.wait_for("ready")
-    return proc
+    return start_station(tmp_path, *extra)
 
 
 def _phone(tmp_path: Path, name: str) -> Path:
