@@ -13,12 +13,15 @@ assets through ``process_request``. Everything here is about answering those saf
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+from websockets.asyncio.server import Server
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -105,3 +108,22 @@ def loopback_host_ok(host: str | None, port: int) -> bool:
 
 def loopback_origin(port: int) -> str:
     return f"http://127.0.0.1:{port}"
+
+
+def live_refusal(
+    req: ParsedRequest, *, port: int, open_now: int, limit: int, csp: str
+) -> Response | None:
+    """Why a WebSocket to ``/live`` is refused (another origin, too many open), or None."""
+    if req.origin != loopback_origin(port):
+        return refuse(403, "the live channel is for this page only", csp)
+    if open_now >= limit:
+        return refuse(403, f"too many open pages (at most {limit})", csp)
+    return None
+
+
+async def close_server(server: Server | None, within: float) -> None:
+    if server is not None:
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await server.wait_closed()

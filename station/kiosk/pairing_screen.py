@@ -12,7 +12,6 @@ live state holds the session pages' tokens.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import io
@@ -28,6 +27,8 @@ from websockets.http11 import Request, Response
 from station.errors import ConfigError
 from station.kiosk.http import (
     asset_response,
+    close_server,
+    live_refusal,
     loopback_host_ok,
     loopback_origin,
     new_token,
@@ -101,11 +102,7 @@ class PairingScreen:
                 await ws.send(data)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self._server.wait_closed()
+        await close_server(self._server, 2.0)
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         req = parse_request(request)
@@ -119,11 +116,9 @@ class PairingScreen:
                 403, "wrong or missing kiosk key (use the URL station start printed)", csp
             )
         if req.path == "/live" and req.upgrade:
-            if req.origin != self.origin:
-                return refuse(403, "the live channel is for this page only", csp)
-            if len(self._viewers) >= MAX_VIEWERS:
-                return refuse(403, "too many open pairing screens", csp)
-            return None
+            return live_refusal(
+                req, port=self.port, open_now=len(self._viewers), limit=MAX_VIEWERS, csp=csp
+            )
         if req.path == "/":
             return asset_response("pairing.html", csp)
         if req.path == "/qr.svg":

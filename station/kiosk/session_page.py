@@ -12,7 +12,6 @@ the kiosk's own key) may open the live channel, and only from this page's own or
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -25,6 +24,8 @@ from websockets.http11 import Request, Response
 
 from station.kiosk.http import (
     asset_response,
+    close_server,
+    live_refusal,
     loopback_host_ok,
     loopback_origin,
     new_token,
@@ -95,11 +96,7 @@ class SessionPage:
         for ws in list(self._clients):
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(1000, "session ended")
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._server.wait_closed()
+        await close_server(self._server, 1.0)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -109,13 +106,11 @@ class SessionPage:
         if not loopback_host_ok(req.host, self.port):
             return refuse(400, "this page is served to 127.0.0.1 only", csp)
         if req.path == "/live" and req.upgrade:
-            if req.origin != loopback_origin(self.port):
-                return refuse(403, "the live channel is for this page only", csp)
             if not same_token(req.query.get("t"), self.token):
                 return refuse(403, "wrong or missing session token", csp)
-            if len(self._clients) >= MAX_CLIENTS:
-                return refuse(403, "too many open pages for this session", csp)
-            return None
+            return live_refusal(
+                req, port=self.port, open_now=len(self._clients), limit=MAX_CLIENTS, csp=csp
+            )
         if req.path == "/":
             if not same_token(req.query.get("t"), self.token):
                 return refuse(403, "wrong or missing session token", csp)
