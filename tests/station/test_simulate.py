@@ -128,10 +128,10 @@ def test_proxy_between_a_real_phone_and_station(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_five_phones_two_minutes_of_flaky_wifi() -> None:
-    report = _simulate("--phones", "5", "--duration", "120", "--seed", "11", timeout=400)
+def test_five_phones_ninety_seconds_of_flaky_wifi() -> None:
+    report = _simulate("--phones", "5", "--duration", "90", "--seed", "11", timeout=400)
     print(
-        f"5 phones, 120 s flaky-wifi: sent {report['sent']}, outages {report['outages']},"
+        f"5 phones, 90 s flaky-wifi: sent {report['sent']}, outages {report['outages']},"
         f" recovery {report['recovery_s']}, latency {report['latency_ms']}"
     )
     assert report["lost"] == report["duplicated"] == report["out_of_order"] == 0
