@@ -152,16 +152,15 @@ class TypedMessages:
 async def _all(
     db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
 ) -> list[tuple[Any, ...]]:
-    async with db.execute(sql, params) as cursor:
-        return [tuple(row) for row in await cursor.fetchall()]
+    # One hop to SQLite's thread (execute, fetch and close together), not three.
+    return [tuple(row) for row in await db.execute_fetchall(sql, params)]
 
 
 async def _one(
     db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
 ) -> tuple[Any, ...] | None:
-    async with db.execute(sql, params) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else tuple(row)
+    rows = await _all(db, sql, params)
+    return rows[0] if rows else None
 
 
 async def migrate(db: aiosqlite.Connection, path: Path) -> int:
@@ -247,6 +246,8 @@ class PhoneStore:
         self._lock = asyncio.Lock()
         self._closed = False
         self.path = path
+        # Chats known to exist (chats are never deleted), so the hot path need not ask.
+        self._known_chats: set[str] = set()
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -534,24 +535,28 @@ class PhoneStore:
                 "UPDATE links SET delivered = ? WHERE id = ?",
                 [(delivered, link_id) for link_id, delivered in cursors.items()],
             )
+            known: set[str] = set()
             if as_messages is not None and fresh:
-                await self._record_typed(db, fresh, as_messages)
+                known = await self._record_typed(db, fresh, as_messages)
+        self._known_chats |= known  # committed: they exist for good
         return results
 
     async def _record_typed(
         self, db: aiosqlite.Connection, fresh: list[IncomingCommand], how: TypedMessages
-    ) -> None:
-        named = sorted({c.chat for c in fresh if c.chat})
-        known = set()
+    ) -> set[str]:
+        """Add the messages; returns the chats now known to exist (once this commits)."""
+        known = self._known_chats & {c.chat for c in fresh if c.chat}
+        named = sorted({c.chat for c in fresh if c.chat} - known)
         if named:
             rows = await _all(
                 db,
                 "SELECT id FROM chats WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(named),),
             )
-            known = {str(r[0]) for r in rows}
+            known |= {str(r[0]) for r in rows}
         chats = [c.chat if c.chat in known else how.fallback_chat for c in fresh]
-        if how.fallback_chat in chats and how.fallback_chat not in known:
+        if how.fallback_chat in chats and how.fallback_chat not in self._known_chats:
+            known.add(how.fallback_chat)
             exists = await _one(db, "SELECT 1 FROM chats WHERE id = ?", (how.fallback_chat,))
             if exists is None:
                 version = await self._version(db, bump=True)
@@ -576,6 +581,7 @@ class PhoneStore:
             "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
             [(at, chat) for chat, at in latest.items()],
         )
+        return known
 
     async def commands(self, link_id: str | None = None) -> list[CommandRow]:
         """The applied commands (of one link, or all), in order of application."""

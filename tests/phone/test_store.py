@@ -185,6 +185,17 @@ async def test_typed_commands_become_messages_in_the_same_transaction(store: Pho
     assert version == before + 4
     _, _, changed = await store.changes_since(before + 1)
     assert [m["body"] for m in changed] == ["into ward 3", "no such chat", "no chat named"]
+    # Later batches find the chats they know without asking (chats are never deleted).
+    more = [
+        IncomingCommand(LINK, 4, "again in ward 3", "st", 14.0, "ward-3"),
+        IncomingCommand(LINK, 5, "again no chat", "st", 15.0),
+    ]
+    assert await store.apply_commands(more, as_messages=typed) == [True, True]
+    _, _, latest = await store.changes_since(version)
+    assert [(m["chat"], m["body"]) for m in latest] == [
+        ("ward-3", "again in ward 3"),
+        ("kiosk", "again no chat"),
+    ]
 
 
 @pytest.mark.asyncio
