@@ -353,3 +353,75 @@ def test_pairing_screen_follows_rotating_offers(page: Page, tmp_path: Path) -> N
     assert code.text_content() != first_code
     assert page.locator("#qr").get_attribute("src") != first_qr
     _qr_loaded(page)
+
+
+_CONTRAST = """
+(selectors) => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && c !== "rgba(0, 0, 0, 0)" && c !== "transparent") return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  const out = {};
+  for (const s of selectors) {
+    const el = document.querySelector(s);
+    if (!el) { out[s] = null; continue; }
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(rgb(background(el)));
+    out[s] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+}
+"""
+
+
+def test_readable_contrast_and_keyboard_only_use(page: Page, tmp_path: Path) -> None:
+    station = _station(tmp_path, "--inactivity", "32")
+    ready = station.wait_for("ready")
+    page.goto(ready["ui"])
+    screen = page.evaluate(_CONTRAST, ["#station-name", "#code", ".steps", ".tab"])
+    home = _phone(tmp_path, "phone-a")
+    _say(home, "notes", "a note")
+    phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home)])
+    station.wait_for("paired")
+    frame = page.frame_locator(".session-frame")
+    expect(frame.locator(".body", has_text="a note")).to_be_visible()
+    expect(frame.locator("#countdown")).to_be_visible(timeout=10000)
+    inner = page.frames[-1].evaluate(
+        _CONTRAST,
+        ["#banner", "#countdown", ".chat", ".body", ".sender", "#logout", "#send", "#text"],
+    )
+    ratios = {**screen, **inner}
+    # WCAG AA for body text is 4.5:1; everything here is at least that.
+    print("contrast:", {k: round(v, 1) for k, v in ratios.items() if v is not None})
+    assert all(r is not None and r >= 4.5 for r in ratios.values()), ratios
+
+    # Keyboard only, from the top of the page: Tab reaches the compose box and Log out.
+    page.locator("body").focus()
+    reached = []
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        reached.append(
+            page.frames[-1].evaluate("document.activeElement && document.activeElement.id")
+        )
+        if reached[-1] == "text":
+            break
+    assert reached[-1] == "text", reached
+    page.keyboard.type("typed without a mouse")
+    page.keyboard.press("Enter")
+    _wait(lambda: "typed without a mouse" in _applied(home))
+    page.keyboard.press("Shift+Tab")
+    for _ in range(10):
+        if page.frames[-1].evaluate("document.activeElement.id") == "logout":
+            break
+        page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    assert station.wait_for("logout")["reason"] == "explicit"
+    expect(page.locator(".session-tab")).to_have_count(0)
+    phone.stop()
