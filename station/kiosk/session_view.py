@@ -49,6 +49,7 @@ class SessionView:
         self._on_activity = on_activity
         self._down_since: float | None = None
         self._offline_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop holds tasks only weakly
         self._last_link: dict[str, Any] | None = None
         self._deadline: tuple[float, str] | None = None  # (monotonic time, reason)
         self.page = SessionPage(framed_by=framed_by, welcome=self._welcome, on_request=self._ask)
@@ -102,13 +103,16 @@ class SessionView:
         elif self._down_since is None:
             self._down_since = time.monotonic()
             loop = asyncio.get_running_loop()
-            self._offline_timer = loop.call_later(
-                RECONNECTING_FOR, lambda: loop.create_task(self.link_changed())
-            )
+            self._offline_timer = loop.call_later(RECONNECTING_FOR, self._went_offline)
         message = self._link_message()
         if message != self._last_link:
             self._last_link = message
             await self.page.broadcast(message)
+
+    def _went_offline(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.link_changed())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def acked(self, through: int) -> None:
         await self.page.broadcast({"type": "acked", "through": through})
