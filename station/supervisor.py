@@ -89,6 +89,7 @@ class Supervisor:
         self._hardening_shown = False
         self.screen: PairingScreen | None = None
         self.browser: KioskBrowser | None = None
+        self._browser_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -177,7 +178,8 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await self._advertiser.stop()
         if self.browser is not None:
-            await self.browser.stop()
+            async with self._browser_lock:  # not while a logout renews it
+                await self.browser.stop()
         if self.screen is not None:
             await self.screen.close()
         if self._control is not None:
@@ -254,10 +256,7 @@ class Supervisor:
             )
             if self.browser is not None and not self._stopping.is_set():
                 # The browser's profile saw the session's page: it goes with the session.
-                await self.browser.restart()
-                self.emit(
-                    {"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile}
-                )
+                self._spawn(self._renew_browser())
         if not self._stopping.is_set():
             await self._ensure_standby()
             self._update_advert()
@@ -364,6 +363,14 @@ class Supervisor:
             self._spawn(self.screen.changed())
 
     # -- the kiosk page --------------------------------------------------------------
+
+    async def _renew_browser(self) -> None:
+        assert self.browser is not None
+        async with self._browser_lock:  # two logouts at once: one restart after the other
+            if self._stopping.is_set():
+                return  # the shutdown stops it for good
+            await self.browser.restart()
+            self.emit({"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile})
 
     def _screen_state(self) -> dict[str, Any]:
         """What the pairing screen shows: ids, states and page addresses, no content."""
