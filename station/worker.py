@@ -138,17 +138,17 @@ class Worker:
         elif isinstance(event, LinkUp):
             await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
             if self.view is not None:
-                await self.view.link_changed()
+                self.view.link_changed()
         elif isinstance(event, LinkDown):
             await self.out.write(ipc.event_frame(event="link_down", reason=event.reason))
             if self.view is not None:
-                await self.view.link_changed()
+                self.view.link_changed()
         elif isinstance(event, MessageReceived):
             await self.apply_update(event.payload)
         elif isinstance(event, Acked):
             await self.report_depth()
             if self.view is not None:
-                await self.view.acked(event.through)
+                self.view.acked(event.through)
         elif isinstance(event, SessionEnded):
             reason = "remote" if event.by_peer else self.stop_reason
             self.stop_reason = reason
@@ -166,7 +166,7 @@ class Worker:
             return
         await self.mirror.apply(update)
         if self.view is not None:
-            await self.view.mirrored(update)
+            self.view.mirrored(update)
         chats, messages = await self.mirror.counts()
         await self.out.write(
             ipc.event_frame(event="mirror", version=update.version, chats=chats, messages=messages)
@@ -287,7 +287,7 @@ class Worker:
                 self.stopping.set()
             elif frame.type is ipc.FrameType.POLICY and self.view is not None:
                 policy = frame.json()
-                await self.view.deadline(float(policy["logout_in"]), str(policy["reason"]))
+                self.view.deadline(float(policy["logout_in"]), str(policy["reason"]))
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         report = harden_process(expected_ppid=self.args.ppid)

@@ -67,6 +67,18 @@ def read_asset(name: str) -> bytes:
     return resources.files("station.kiosk").joinpath("assets", name).read_bytes()
 
 
+def page_csp(port: int, *, frame_ancestors: str = "'none'", frame_src: str | None = None) -> str:
+    """The pages' policy: only this server's own scripts, styles, images and live
+    channel; no plugins, forms or base rewriting. ``frame_*`` open the one framing
+    the kiosk needs (the pairing screen frames each session's page)."""
+    framing = f"frame-src {frame_src}; " if frame_src else ""
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"connect-src ws://127.0.0.1:{port}; {framing}frame-ancestors {frame_ancestors}; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
 def security_headers(csp: str) -> list[tuple[str, str]]:
     return [
         ("Cache-Control", "no-store"),

@@ -32,6 +32,7 @@ from station.kiosk.http import (
     loopback_host_ok,
     loopback_origin,
     new_token,
+    page_csp,
     parse_request,
     refuse,
     respond,
@@ -67,11 +68,7 @@ class PairingScreen:
         return len(self._viewers)
 
     def csp(self) -> str:
-        return (
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            f"connect-src ws://127.0.0.1:{self.port}; frame-src http://127.0.0.1:*; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-        )
+        return page_csp(self.port, frame_src="http://127.0.0.1:*")
 
     async def start(self) -> None:
         try:

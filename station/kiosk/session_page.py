@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -29,6 +29,7 @@ from station.kiosk.http import (
     loopback_host_ok,
     loopback_origin,
     new_token,
+    page_csp,
     parse_request,
     refuse,
     same_token,
@@ -55,6 +56,8 @@ class SessionPage:
         self._on_request = on_request
         self._server: Server | None = None
         self._clients: set[ServerConnection] = set()
+        # Pages still being welcomed, and what was broadcast meanwhile (sent after).
+        self._joining: dict[ServerConnection, list[str]] = {}
 
     @property
     def url(self) -> str:
@@ -62,15 +65,10 @@ class SessionPage:
 
     @property
     def viewers(self) -> int:
-        return len(self._clients)
+        return len(self._clients) + len(self._joining)
 
     def csp(self) -> str:
-        ancestors = self._framed_by or "'none'"
-        return (
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-            f"connect-src ws://127.0.0.1:{self.port}; frame-ancestors {ancestors}; "
-            "base-uri 'none'; form-action 'none'"
-        )
+        return page_csp(self.port, frame_ancestors=self._framed_by or "'none'")
 
     async def start(self) -> None:
         self._server = await serve(
@@ -84,16 +82,18 @@ class SessionPage:
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
 
-    async def broadcast(self, message: dict[str, Any]) -> None:
+    def broadcast(self, message: dict[str, Any]) -> None:
+        # Written without waiting on any one page: a stalled tab must not hold up the
+        # session's mirror (its buffer is bounded by the keepalive timing it out).
         data = json.dumps(message, separators=(",", ":"))
-        for ws in list(self._clients):
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(data)
+        for backlog in self._joining.values():
+            backlog.append(data)
+        broadcast(self._clients, data)
 
     async def close(self, reason: str) -> None:
         """Tell every open page the session ended (it clears itself), then stop serving."""
-        await self.broadcast({"type": "ended", "reason": reason})
-        for ws in list(self._clients):
+        self.broadcast({"type": "ended", "reason": reason})
+        for ws in [*self._clients, *self._joining]:
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(1000, "session ended")
         await close_server(self._server, 1.0)
@@ -109,7 +109,7 @@ class SessionPage:
             if not same_token(req.query.get("t"), self.token):
                 return refuse(403, "wrong or missing session token", csp)
             return live_refusal(
-                req, port=self.port, open_now=len(self._clients), limit=MAX_CLIENTS, csp=csp
+                req, port=self.port, open_now=self.viewers, limit=MAX_CLIENTS, csp=csp
             )
         if req.path == "/":
             if not same_token(req.query.get("t"), self.token):
@@ -122,10 +122,16 @@ class SessionPage:
     # -- the live channel --------------------------------------------------------------
 
     async def _live(self, ws: ServerConnection) -> None:
-        self._clients.add(ws)
+        self._joining[ws] = []
         try:
-            for message in await self._welcome():
-                await ws.send(json.dumps(message, separators=(",", ":")))
+            welcome = [json.dumps(m, separators=(",", ":")) for m in await self._welcome()]
+            # From here to joining the broadcast nothing awaits: what changed while the
+            # welcome was read follows it, in order, and nothing can slip between. A
+            # change the welcome already held comes twice, which is harmless: the page
+            # keeps chats and messages by id.
+            for data in [*welcome, *self._joining.pop(ws)]:
+                broadcast([ws], data)
+            self._clients.add(ws)
             async for raw in ws:
                 reply = await self._handle(raw)
                 if reply is not None:
@@ -133,6 +139,7 @@ class SessionPage:
         except ConnectionClosed:
             pass
         finally:
+            self._joining.pop(ws, None)
             self._clients.discard(ws)
 
     async def _handle(self, raw: str | bytes) -> dict[str, Any] | None:

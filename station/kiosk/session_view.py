@@ -49,7 +49,6 @@ class SessionView:
         self._on_activity = on_activity
         self._down_since: float | None = None
         self._offline_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # the loop holds tasks only weakly
         self._last_link: dict[str, Any] | None = None
         self._deadline: tuple[float, str] | None = None  # (monotonic time, reason)
         self.page = SessionPage(framed_by=framed_by, welcome=self._welcome, on_request=self._ask)
@@ -92,7 +91,7 @@ class SessionView:
             "reason": reason,
         }
 
-    async def link_changed(self) -> None:
+    def link_changed(self) -> None:
         """The link went up or down, or the queue's depth moved."""
         linked = self._pump.endpoint.linked
         if linked:
@@ -103,23 +102,18 @@ class SessionView:
         elif self._down_since is None:
             self._down_since = time.monotonic()
             loop = asyncio.get_running_loop()
-            self._offline_timer = loop.call_later(RECONNECTING_FOR, self._went_offline)
+            self._offline_timer = loop.call_later(RECONNECTING_FOR, self.link_changed)
         message = self._link_message()
         if message != self._last_link:
             self._last_link = message
-            await self.page.broadcast(message)
+            self.page.broadcast(message)
 
-    def _went_offline(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.link_changed())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def acked(self, through: int) -> None:
+        self.page.broadcast({"type": "acked", "through": through})
+        self.link_changed()
 
-    async def acked(self, through: int) -> None:
-        await self.page.broadcast({"type": "acked", "through": through})
-        await self.link_changed()
-
-    async def mirrored(self, update: MirrorUpdate) -> None:
-        await self.page.broadcast(
+    def mirrored(self, update: MirrorUpdate) -> None:
+        self.page.broadcast(
             {
                 "type": "mirror",
                 "reset": update.kind == "snapshot",
@@ -128,9 +122,9 @@ class SessionView:
             }
         )
 
-    async def deadline(self, logout_in: float, reason: str) -> None:
+    def deadline(self, logout_in: float, reason: str) -> None:
         self._deadline = (time.monotonic() + logout_in, reason)
-        await self.page.broadcast(self._deadline_message())
+        self.page.broadcast(self._deadline_message())
 
     async def close(self, reason: str) -> None:
         if self._offline_timer is not None:
@@ -147,7 +141,7 @@ class SessionView:
             if not isinstance(text, str) or (chat is not None and not isinstance(chat, str)):
                 return {"type": "error", "ref": ref, "message": "send needs text (and a chat id)"}
             reply = await self._send_command(text, chat)
-            await self.link_changed()
+            self.link_changed()
             if not reply.get("ok"):
                 return {"type": "error", "ref": ref, "message": reply.get("error", "refused")}
             return {"type": "sent", "ref": ref, "seq": reply["seq"], "text": text, "chat": chat}
