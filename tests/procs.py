@@ -182,3 +182,18 @@ def start_station(tmp_path: Path, *extra: str, env: dict[str, str] | None = None
     )
     proc.wait_for("ready", timeout=30)
     return proc
+
+
+def init_phone(home: Path, *extra: str) -> Path:
+    """``medic-phone init`` at ``home``; returns ``home``."""
+    result = run([command("medic-phone"), "init", "--home", str(home), *extra])
+    assert result.returncode == 0, result.stderr
+    return home
+
+
+def link_phone(station: Proc, home: Path, pair_uri: str, *extra: str) -> Proc:
+    """``medic-phone link`` from ``home`` (JSON events), once both sides say paired."""
+    phone = Proc([command("medic-phone"), "link", pair_uri, "--home", str(home), "--json", *extra])
+    phone.wait_for("paired", timeout=20)
+    station.wait_for("paired")
+    return phone

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect
 
 from tests.browser import artifacts
-from tests.procs import Proc, command, run, start_station
+from tests.procs import Proc, command, init_phone, link_phone, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,7 @@ def _station(tmp_path: Path, *extra: str) -> Proc:
 
 
 def _phone(tmp_path: Path, name: str) -> Path:
-    home = tmp_path / name
-    result = run([command("medic-phone"), "init", "--home", str(home), "--name", name])
-    assert result.returncode == 0, result.stderr
-    return home
+    return init_phone(tmp_path / name, "--name", name)
 
 
 def _say(home: Path, chat: str, text: str) -> None:
@@ -98,20 +95,7 @@ def test_pair_mirror_type_drop_and_logout(page: Page, tmp_path: Path) -> None:
         stdin=True,
     )
     port = int(proxy.wait_line(lambda line: line.startswith("proxy on port")).split()[3])
-    phone = Proc(
-        [
-            command("medic-phone"),
-            "link",
-            str(ready["pair_uri"]),
-            "--home",
-            str(home),
-            "--connect",
-            f"127.0.0.1:{port}",
-            "--json",
-        ]
-    )
-    phone.wait_for("paired")
-    station.wait_for("paired")
+    phone = link_phone(station, home, str(ready["pair_uri"]), "--connect", f"127.0.0.1:{port}")
     tab = page.locator(".session-tab")
     expect(tab).to_have_count(1)
     expect(page.locator("#pairing")).to_be_hidden()

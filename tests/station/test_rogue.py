@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 from tunnel.handshake import MessageType
 
 pytestmark = pytest.mark.integration
@@ -52,13 +52,8 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc([command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl])
     ready = station.wait_for("ready")
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired")
-    station.wait_for("paired")
+    home = init_phone(tmp_path / "phone")
+    link_phone(station, home, str(ready["pair_uri"]))
     before = _rss_kib(station.popen.pid)
     start = time.monotonic()
     outcomes = asyncio.run(_flood(int(ready["port"])))

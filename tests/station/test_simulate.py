@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from station.simulate import SimConfig, schedules
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -94,21 +94,8 @@ def test_proxy_between_a_real_phone_and_station(tmp_path: Path) -> None:
         assert proxy.stdout is not None and proxy.stdin is not None
         port = proxy.stdout.readline().split()[3]
         home = tmp_path / "phone"
-        assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-        phone = Proc(
-            [
-                command("medic-phone"),
-                "link",
-                str(ready["pair_uri"]),
-                "--home",
-                str(home),
-                "--connect",
-                f"127.0.0.1:{port}",
-                "--json",
-            ]
-        )
-        phone.wait_for("paired")
-        station.wait_for("paired")
+        init_phone(home)
+        phone = link_phone(station, home, str(ready["pair_uri"]), "--connect", f"127.0.0.1:{port}")
         proxy.stdin.write("down\n")
         proxy.stdin.flush()
         assert "state down" in proxy.stdout.readline()

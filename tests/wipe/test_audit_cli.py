@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 
 pytestmark = [
     pytest.mark.root,
@@ -23,13 +23,8 @@ def test_audit_scan_finds_the_canary_only_while_the_session_lives(tmp_path: Path
     station = Proc([command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl])
     ready = station.wait_for("ready")
     assert station.wait_for("preflight")["checks"]
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired")
-    station.wait_for("paired")
+    home = init_phone(tmp_path / "phone")
+    phone = link_phone(station, home, str(ready["pair_uri"]))
     canary = "AUDIT-CANARY-" + secrets.token_hex(8)
     assert run([command("station"), "send", *ctl, canary]).returncode == 0
     phone.wait_for("command")

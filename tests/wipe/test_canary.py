@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 from wipe.audit import parse_strace_log, strace_command
 from wipe.memscan import process_tree, scan_tree
 
@@ -71,12 +71,8 @@ def test_no_canary_and_no_file_after_logout(trigger: str, tmp_path: Path) -> Non
         )
     )
     ready = station.wait_for("ready", timeout=30)
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired", timeout=20)
+    home = init_phone(tmp_path / "phone")
+    phone = link_phone(station, home, str(ready["pair_uri"]))
     session = station.wait_for("paired")["session"]
     kiosk_canary = "KIOSK-CANARY-" + secrets.token_hex(8)
     phone_canary = "PHONE-CANARY-" + secrets.token_hex(8)

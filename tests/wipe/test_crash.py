@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +35,8 @@ def test_crashed_worker_leaves_nothing(sig: int, tmp_path: Path) -> None:
         [command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl], cwd=cwd
     )
     ready = station.wait_for("ready")
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired")
+    home = init_phone(tmp_path / "phone")
+    phone = link_phone(station, home, str(ready["pair_uri"]))
     session = station.wait_for("paired")["session"]
     canary = "CRASH-CANARY-" + secrets.token_hex(8)
     assert run([command("station"), "send", *ctl, canary]).returncode == 0

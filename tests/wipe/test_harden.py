@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,8 @@ def test_workers_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     ready = station.wait_for("ready")
     hardening = station.wait_for("hardening")
     assert hardening["pdeathsig"]["applied"] and hardening["no_core"]["applied"]
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired")
-    station.wait_for("paired")
+    home = init_phone(tmp_path / "phone")
+    link_phone(station, home, str(ready["pair_uri"]))
     status = json.loads(run([command("station"), "status", *ctl, "--json"]).stdout)
     worker, supervisor = status["sessions"][0]["pid"], status["pid"]
     assert _alive(worker)

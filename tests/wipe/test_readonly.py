@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, run
+from tests.procs import Proc, command, init_phone, link_phone, run
 
 pytestmark = [
     pytest.mark.root,
@@ -56,13 +56,8 @@ def test_station_runs_read_only_and_leaves_the_scratch_empty(tmp_path: Path) -> 
         and not _cmd(p).startswith("sh ")
     )
     enter = ["nsenter", f"--mount=/proc/{station_pid}/ns/mnt"]
-    home = tmp_path / "phone"
-    assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
-    phone = Proc(
-        [command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home), "--json"]
-    )
-    phone.wait_for("paired")
-    station.wait_for("paired")
+    home = init_phone(tmp_path / "phone")
+    phone = link_phone(station, home, str(ready["pair_uri"]))
     ctl = ["--control", str(scratch / "ctl.sock")]
     result = run([command("station"), "send", *ctl, "read-only works"], prefix=enter)
     assert result.returncode == 0, result.stderr
