@@ -41,7 +41,8 @@ def p99(samples: list[float]) -> float:
 
 
 class DurableRig:
-    def __init__(self) -> None:
+    def __init__(self, store_key: bytes | None = None) -> None:
+        self.store_key = store_key  # a sealed store, as a phone with a passphrase has
         self.settings = Settings(window=WINDOW, queue_max_count=1_000_000, queue_max_bytes=1 << 30)
         offer, keypair = new_offer("bench", [("127.0.0.1", 1)], now=time.time(), ttl=60)
         self._offer = offer
@@ -80,7 +81,7 @@ class DurableRig:
         with tempfile.TemporaryDirectory() as home_dir:
             home = Path(home_dir)
             self.home = home
-            async with PhoneStore.create(home) as store:
+            async with PhoneStore.create(home, store_key=self.store_key) as store:
                 node = PhoneNode(store, PhoneIdentity.generate(), lambda e: None, home=home)
                 target = Target(
                     "bench",

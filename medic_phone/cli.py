@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -12,8 +13,10 @@ from typing import Any
 
 import click
 
-from medic_phone.errors import PhoneError
-from medic_phone.keystore import create_identity, load_identity, resolve_home
+from medic_phone.errors import IdentityExists, PhoneError
+from medic_phone.keystore import create_identity, identity_path, resolve_home
+from medic_phone.passphrase import Unlocked, passphrase_file_option, read_passphrase, unlock
+from medic_phone.sealing import new_store_key
 from medic_phone.store import PhoneStore
 from tunnel.errors import OfferFormatError, TunnelError
 
@@ -41,27 +44,71 @@ def main() -> None:
 @click.option("--name", default="medic-phone", show_default=True, help="This device's name.")
 @click.option(
     "--passphrase",
-    envvar="FIELDSTATION_PASSPHRASE",
-    default=None,
-    help="Seal the identity key with a passphrase (argon2id).",
+    "ask",
+    is_flag=True,
+    help="Protect the identity key and the store with a passphrase, asked for on the "
+    "terminal (or given by --passphrase-file or FIELDSTATION_PASSPHRASE).",
 )
+@passphrase_file_option
 @click.option("--force", is_flag=True, help="Replace an existing identity (its links are lost).")
-def init(home: Path | None, name: str, passphrase: str | None, force: bool) -> None:
-    """Create the phone's identity and its store."""
+def init(
+    home: Path | None, name: str, ask: bool, passphrase_file: Path | None, force: bool
+) -> None:
+    """Create the phone's identity and its store.
+
+    With a passphrase, the identity key and everything the store keeps that could
+    carry a patient's words or resume a link are sealed under it (argon2id, then
+    XSalsa20-Poly1305); without one, they are kept in clear.
+    """
     directory = resolve_home(str(home) if home else None)
     try:
-        identity = create_identity(directory, name=name, passphrase=passphrase, force=force)
-        asyncio.run(_create_store(directory))
+        passphrase = read_passphrase(passphrase_file, ask=ask, confirm=True)
+        if not force and identity_path(directory).exists():
+            raise IdentityExists(
+                f"{identity_path(directory)} already holds an identity; replacing it loses"
+                " its links (use --force)"
+            )
+        # The store first: a home whose store cannot take this key is refused before the
+        # identity is replaced.
+        store_key = new_store_key() if passphrase else None
+        asyncio.run(_create_store(directory, store_key))
+        identity = create_identity(
+            directory, name=name, passphrase=passphrase, force=force, store_key=store_key
+        )
     except PhoneError as exc:
         _fail(str(exc))
         return
     click.echo(f"Initialised {directory}")
     click.echo(f"Phone fingerprint: {identity.fingerprint}")
+    if passphrase:
+        click.echo("Protected: the identity key and the store are sealed under the passphrase.")
+    else:
+        click.echo(
+            "NOT PROTECTED: no passphrase, so the identity key and the store (phone.db) are "
+            "kept in clear. Whoever copies this phone's files reads every command and "
+            "message and can resume its links. To protect them, run init on a new home "
+            "with --passphrase."
+        )
 
 
-async def _create_store(directory: Path) -> None:
-    async with PhoneStore.create(directory):
+async def _create_store(directory: Path, store_key: bytes | None) -> None:
+    async with PhoneStore.create(directory, store_key=store_key):
         pass
+
+
+def _open_store(
+    directory: Path, unlocked: Unlocked
+) -> contextlib.AbstractAsyncContextManager[PhoneStore]:
+    return PhoneStore.open(directory, store_key=unlocked.store_key)
+
+
+def _warn_if_clear(store: PhoneStore, unlocked: Unlocked) -> None:
+    if unlocked.sealed and not store.sealed:
+        click.echo(
+            f"medic-phone: warning: {store.path} predates store sealing and is kept in clear;"
+            " to protect it, run init with --passphrase on a new home",
+            err=True,
+        )
 
 
 @main.command()
@@ -111,12 +158,7 @@ def discover(timeout: float, as_json: bool) -> None:
     metavar="HOST:PORT",
     help="Connect here instead (a proxy or port forward).",
 )
-@click.option(
-    "--passphrase",
-    envvar="FIELDSTATION_PASSPHRASE",
-    default=None,
-    help="Passphrase of a sealed identity.",
-)
+@passphrase_file_option
 @click.option("--discover-timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def link(
@@ -124,7 +166,7 @@ def link(
     home: Path | None,
     station: str | None,
     connect: str | None,
-    passphrase: str | None,
+    passphrase_file: Path | None,
     discover_timeout: float,
     as_json: bool,
 ) -> None:
@@ -139,12 +181,13 @@ def link(
     emit = _json_printer if as_json else _human_printer
 
     async def run() -> int:
-        identity = load_identity(directory, passphrase=passphrase)
-        async with PhoneStore.open(directory) as store:
+        unlocked = unlock(directory, passphrase_file)
+        async with _open_store(directory, unlocked) as store:
+            _warn_if_clear(store, unlocked)
             target = await resolve_target(
                 uri_or_code, store, station=station, connect=connect, listen_for=discover_timeout
             )
-            node = PhoneNode(store, identity, emit, home=directory)
+            node = PhoneNode(store, unlocked.identity, emit, home=directory)
             return await node.run(target)
 
     try:
@@ -183,13 +226,16 @@ def _human_printer(event: dict[str, Any]) -> None:
 
 @main.command()
 @_HOME
+@passphrase_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array in order of application.")
-def log(home: Path | None, as_json: bool) -> None:
+def log(home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
     """Print the commands this phone has applied."""
     directory = resolve_home(str(home) if home else None)
 
     async def read() -> list[dict[str, Any]]:
-        async with PhoneStore.open(directory) as store:
+        unlocked = unlock(directory, passphrase_file)
+        async with _open_store(directory, unlocked) as store:
+            _warn_if_clear(store, unlocked)
             return [dict(c) for c in await store.commands()]
 
     try:
@@ -209,9 +255,10 @@ def log(home: Path | None, as_json: bool) -> None:
 
 @main.command()
 @_HOME
+@passphrase_file_option
 @click.option("--chat", default="field-notes", show_default=True, help="Chat to add it to.")
 @click.argument("text")
-def say(home: Path | None, chat: str, text: str) -> None:
+def say(home: Path | None, passphrase_file: Path | None, chat: str, text: str) -> None:
     """Add a message to the phone's own chats (as if typed on the phone).
 
     A running `link` pushes it to the station's mirror within a second.
@@ -221,7 +268,9 @@ def say(home: Path | None, chat: str, text: str) -> None:
     directory = resolve_home(str(home) if home else None)
 
     async def add() -> int:
-        async with PhoneStore.open(directory) as store:
+        unlocked = unlock(directory, passphrase_file)
+        async with _open_store(directory, unlocked) as store:
+            _warn_if_clear(store, unlocked)
             await store.ensure_chat(chat, chat.replace("-", " ").title())
             return await store.add_message(chat, "medic (phone)", text, time.time())
 

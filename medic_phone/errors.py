@@ -58,3 +58,11 @@ class StoreMissing(StoreError, NotInitialized):
 
 class DiscoveryError(PhoneError):
     """No station, or no single station, could be found on the LAN."""
+
+
+class StoreLocked(StoreError):
+    """The store is sealed and no key was given: the user must give the passphrase."""
+
+
+class StoreKeyMismatch(StoreError):
+    """The key does not open this sealed store (it belongs to another identity)."""

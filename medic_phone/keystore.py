@@ -7,7 +7,12 @@ limits are stored beside it so the file alone says how to open it::
 
     {"version": 1, "name": "ward-3", "seed": "<base64>"}
     {"version": 1, "name": "ward-3", "kdf": "argon2id", "salt": "<base64>",
-     "opslimit": 2, "memlimit": 67108864, "sealed": "<base64 nonce || box>"}
+     "opslimit": 2, "memlimit": 67108864, "sealed": "<base64 nonce || box>",
+     "store_key": "<base64 nonce || box>"}
+
+With a passphrase the file also holds the phone store's key (32 random bytes, see
+``medic_phone.sealing``), sealed under the same passphrase-derived key: one argon2id
+derivation unlocks both, and a lost phone's files give up neither.
 
 It is written atomically -- a temporary file created ``O_EXCL`` with mode 0600 from
 the start (never chmod-ed after, so there is no moment when it is readable by
@@ -43,6 +48,7 @@ from medic_phone.errors import (
     PhoneUsageError,
     WrongPassphrase,
 )
+from medic_phone.sealing import STORE_KEY_LEN
 from tunnel.identity import PhoneIdentity
 
 KEY_FILE = "identity.key"
@@ -71,6 +77,7 @@ class StoredIdentity:
     seed: bytes = field(repr=False)
     device_name: str
     sealed: bool
+    store_key: bytes | None = field(default=None, repr=False)  # sealed stores only
 
 
 def resolve_home(home: str | None) -> Path:
@@ -94,8 +101,10 @@ def save_seed(
     passphrase: str | None = None,
     strength: KdfStrength = "interactive",
     force: bool = False,
+    store_key: bytes | None = None,
 ) -> Path:
-    """Store ``seed`` under ``home`` (created 0700); returns the file's path.
+    """Store ``seed`` (and, sealed beside it, ``store_key``) under ``home`` (created
+    0700); returns the file's path.
 
     Raises ``IdentityExists`` if an identity is already there and ``force`` is false.
     """
@@ -104,9 +113,11 @@ def save_seed(
     _check_device_name(device_name)
     record: dict[str, object] = {"version": KEYSTORE_VERSION, "name": device_name}
     if passphrase is None:
+        if store_key is not None:
+            raise PhoneUsageError("a store key is kept only sealed, under a passphrase")
         record["seed"] = _b64encode(seed)
     else:
-        record.update(_seal(seed, passphrase, strength))
+        record.update(_seal(seed, passphrase, strength, store_key))
     data = (json.dumps(record, sort_keys=True) + "\n").encode("ascii")
     path = identity_path(home)
     try:
@@ -124,6 +135,7 @@ def create_identity(
     passphrase: str | None = None,
     strength: KdfStrength = "interactive",
     force: bool = False,
+    store_key: bytes | None = None,
 ) -> PhoneIdentity:
     """Generate a fresh Ed25519 identity and store it (see ``save_seed``)."""
     identity = PhoneIdentity.generate()
@@ -134,6 +146,7 @@ def create_identity(
         passphrase=passphrase,
         strength=strength,
         force=force,
+        store_key=store_key,
     )
     return identity
 
@@ -150,7 +163,9 @@ def _passphrase_bytes(passphrase: str) -> bytes:
     return unicodedata.normalize("NFC", passphrase).encode("utf-8")
 
 
-def _seal(seed: bytes, passphrase: str, strength: str) -> dict[str, object]:
+def _seal(
+    seed: bytes, passphrase: str, strength: str, store_key: bytes | None
+) -> dict[str, object]:
     if not passphrase:
         raise PhoneUsageError("an empty passphrase would seal nothing; omit it instead")
     if strength not in _LIMITS:
@@ -164,14 +179,17 @@ def _seal(seed: bytes, passphrase: str, strength: str) -> dict[str, object]:
         opslimit=opslimit,
         memlimit=memlimit,
     )
-    sealed = SecretBox(key).encrypt(seed)
-    return {
+    box = SecretBox(key)
+    record: dict[str, object] = {
         "kdf": "argon2id",
         "salt": _b64encode(salt),
         "opslimit": opslimit,
         "memlimit": memlimit,
-        "sealed": _b64encode(bytes(sealed)),
+        "sealed": _b64encode(bytes(box.encrypt(seed))),
     }
+    if store_key is not None:
+        record["store_key"] = _b64encode(bytes(box.encrypt(store_key)))
+    return record
 
 
 def _write_atomic(path: Path, data: bytes, *, replace: bool) -> None:
@@ -249,10 +267,16 @@ def load_seed(home: Path, *, passphrase: str | None = None) -> StoredIdentity:
         raise KeystoreError(
             f"{path} is damaged: it must hold exactly one of a seed or a sealed seed"
         )
-    seed = _b64field(record, "seed", path) if has_seed else _unseal(record, path, passphrase)
+    store_key = None
+    if has_seed:
+        seed = _b64field(record, "seed", path)
+    else:
+        seed, store_key = _unseal(record, path, passphrase)
     if len(seed) != SEED_LEN:
         raise KeystoreError(f"{path} is damaged: the seed is {len(seed)} bytes, not {SEED_LEN}")
-    return StoredIdentity(seed=seed, device_name=name, sealed=has_sealed)
+    if store_key is not None and len(store_key) != STORE_KEY_LEN:
+        raise KeystoreError(f"{path} is damaged: the store key is {len(store_key)} bytes")
+    return StoredIdentity(seed=seed, device_name=name, sealed=has_sealed, store_key=store_key)
 
 
 def load_identity(home: Path, *, passphrase: str | None = None) -> PhoneIdentity:
@@ -290,7 +314,9 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _unseal(record: dict[str, Any], path: Path, passphrase: str | None) -> bytes:
+def _unseal(
+    record: dict[str, Any], path: Path, passphrase: str | None
+) -> tuple[bytes, bytes | None]:
     if record.get("kdf") != "argon2id":
         raise KeystoreError(f"{path} is damaged: unknown key derivation {record.get('kdf')!r}")
     salt = _b64field(record, "salt", path)
@@ -299,9 +325,11 @@ def _unseal(record: dict[str, Any], path: Path, passphrase: str | None) -> bytes
     opslimit = _intfield(record, "opslimit", path, argon2id.OPSLIMIT_MIN, _MAX_OPSLIMIT)
     memlimit = _intfield(record, "memlimit", path, argon2id.MEMLIMIT_MIN, _MAX_MEMLIMIT)
     sealed = _b64field(record, "sealed", path)
+    sealed_store_key = _b64field(record, "store_key", path) if "store_key" in record else None
     if not passphrase:
         raise PassphraseRequired(
-            f"{path} is sealed with a passphrase: give --passphrase or set FIELDSTATION_PASSPHRASE"
+            f"{path} is sealed with a passphrase: give it on a terminal (asked for), with"
+            " --passphrase-file PATH, or in FIELDSTATION_PASSPHRASE"
         )
     key = argon2id.kdf(
         SecretBox.KEY_SIZE,
@@ -310,11 +338,18 @@ def _unseal(record: dict[str, Any], path: Path, passphrase: str | None) -> bytes
         opslimit=opslimit,
         memlimit=memlimit,
     )
+    box = SecretBox(key)
     try:
-        return bytes(SecretBox(key).decrypt(sealed))
+        seed = bytes(box.decrypt(sealed))
     except CryptoError:
         # The MAC cannot tell a wrong passphrase from a flipped bit; the former is likelier.
         raise WrongPassphrase(f"the passphrase does not open {path}") from None
+    if sealed_store_key is None:
+        return seed, None
+    try:
+        return seed, bytes(box.decrypt(sealed_store_key))
+    except CryptoError:
+        raise KeystoreError(f"{path} is damaged: its store key does not open") from None
 
 
 def _b64encode(data: bytes) -> str:

@@ -17,6 +17,10 @@ One connection per store, used by one event loop. Every operation runs inside it
 own transaction under an ``asyncio.Lock``: two coroutines sharing the connection must
 never interleave statements into each other's transaction (a reader would otherwise
 see rows that a rollback then takes back).
+
+Sealed: given the store key (unlocked from the keystore with the passphrase), every
+command text, message, chat and tunnel state is sealed before it is written (see
+``medic_phone.sealing``); the file alone gives up no text and no session secret.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -36,72 +39,38 @@ from typing import Any, NamedTuple, TypedDict
 
 import aiosqlite
 
-from medic_phone.errors import PhoneUsageError, StoreCorrupt, StoreError, StoreMissing
-
-DB_FILE = "phone.db"
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
-# One tuple of statements per schema version; ``migrate`` runs each step in one
-# transaction (SQLite's DDL is transactional), so a crash mid-migration leaves the
-# previous version intact. Append new steps; never edit a released one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "INSERT INTO counters (name, value) VALUES ('change_version', 0)",
-        # key: what the link was made from ('offer:<id>' or 'code:<code>'), to resume it.
-        # station_info: JSON, display data only; no keys or fingerprints.
-        """CREATE TABLE links (
-            id TEXT PRIMARY KEY,
-            key TEXT NOT NULL,
-            station TEXT NOT NULL,
-            station_info TEXT NOT NULL DEFAULT '{}',
-            paired_at REAL NOT NULL,
-            state TEXT NOT NULL DEFAULT 'linked' CHECK (state IN ('linked', 'ended')),
-            end_reason TEXT,
-            tunnel_state BLOB,
-            delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered >= 0)
-        )""",
-        "CREATE INDEX links_by_key ON links (key, state, paired_at)",
-        # A rowid table: rowids only grow (nothing is deleted), so rowid order is the
-        # order of application across links.
-        """CREATE TABLE commands (
-            link_id TEXT NOT NULL REFERENCES links (id),
-            seq INTEGER NOT NULL CHECK (seq >= 1),
-            text TEXT NOT NULL,
-            station TEXT NOT NULL,
-            received_at REAL NOT NULL,
-            PRIMARY KEY (link_id, seq)
-        )""",
-        """CREATE TABLE chats (
-            id TEXT PRIMARY KEY,
-            title TEXT NOT NULL,
-            updated_at REAL NOT NULL,
-            version INTEGER NOT NULL
-        )""",
-        "CREATE INDEX chats_by_version ON chats (version)",
-        "CREATE INDEX chats_by_recency ON chats (updated_at)",
-        """CREATE TABLE messages (
-            id TEXT PRIMARY KEY,
-            chat_id TEXT NOT NULL REFERENCES chats (id),
-            sender TEXT NOT NULL,
-            body TEXT NOT NULL,
-            sent_at REAL NOT NULL,
-            version INTEGER NOT NULL UNIQUE
-        )""",
-        "CREATE INDEX messages_by_chat ON messages (chat_id, version)",
-        """CREATE TABLE outbox (
-            link_id TEXT NOT NULL REFERENCES links (id),
-            seq INTEGER NOT NULL,
-            sealed BLOB NOT NULL,
-            PRIMARY KEY (link_id, seq)
-        ) WITHOUT ROWID""",
-    ),
+from medic_phone.errors import (
+    PhoneUsageError,
+    StoreCorrupt,
+    StoreError,
+    StoreKeyMismatch,
+    StoreLocked,
+    StoreMissing,
 )
-assert len(_MIGRATIONS) == SCHEMA_VERSION
+from medic_phone.sealing import StoreSeal
+from medic_phone.store_schema import (
+    BUSY_TIMEOUT,
+    DB_FILE,
+    SCHEMA_VERSION,
+    check_exists,
+    migrate,
+    prepare_home,
+    schema_version,
+    translate_error,
+)
+from medic_phone.store_schema import fetch_all as _all
+from medic_phone.store_schema import fetch_one as _one
+
+__all__ = [
+    "DB_FILE",
+    "SCHEMA_VERSION",
+    "CommandRow",
+    "IncomingCommand",
+    "LinkRow",
+    "PhoneStore",
+    "TypedMessages",
+    "migrate",
+]
 
 # Chats and messages go straight into the mirror's JSON (``station.mirror.encode_update``),
 # so they stay plain dicts with the mirror's keys: chats {id, title}; messages {id, chat,
@@ -154,128 +123,54 @@ def _new_id() -> str:
     return secrets.token_hex(16)
 
 
-async def _all(
-    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
-) -> list[tuple[Any, ...]]:
-    # One hop to SQLite's thread (execute, fetch and close together), not three.
-    return [tuple(row) for row in await db.execute_fetchall(sql, params)]
-
-
-async def _one(
-    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
-) -> tuple[Any, ...] | None:
-    rows = await _all(db, sql, params)
-    return rows[0] if rows else None
-
-
-async def migrate(db: aiosqlite.Connection, path: Path) -> int:
-    """Bring the schema at ``db`` up to ``SCHEMA_VERSION``; returns the version found first.
-
-    The connection must be in autocommit mode. Each step re-reads the version under the
-    write lock, so two processes opening one store at once migrate it once.
-    """
-    found = await _schema_version(db, path)
-    if found > SCHEMA_VERSION:
-        raise StoreError(f"{path} was written by a newer medic-phone (schema {found})")
-    for target in range(found + 1, SCHEMA_VERSION + 1):
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if await _schema_version(db, path) == target - 1:
-                for statement in _MIGRATIONS[target - 1]:
-                    await db.execute(statement)
-                await db.execute("DELETE FROM schema_version")
-                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
-            await db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
-            raise
-    return found
-
-
-async def _schema_version(db: aiosqlite.Connection, path: Path) -> int:
-    """0 for an empty database; ``StoreCorrupt`` for one that is not a phone store."""
-    tables = {str(r[0]) for r in await _all(db, "SELECT name FROM sqlite_master")}
-    if not tables:
-        return 0
-    if "schema_version" not in tables:
-        raise StoreCorrupt(
-            f"{path} is not a healthy phone store (another program's database?); "
-            "nothing was changed"
-        )
-    rows = await _all(db, "SELECT version FROM schema_version")
-    if len(rows) != 1 or not isinstance(rows[0][0], int) or rows[0][0] < 1:
-        raise StoreCorrupt(f"{path} is not a healthy phone store (bad schema version)")
-    return int(rows[0][0])
-
-
-def _prepare_home(home: Path, path: Path) -> None:
-    """Create the home (0700) and an empty database file (0600; SQLite's -wal and -shm
-    files copy the database's mode), so no moment exists when they are world-readable."""
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the phone home {home}: {exc.strerror}") from None
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    except FileExistsError:
-        pass  # an existing store is opened (and migrated), never replaced
-    except OSError as exc:
-        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from None
-
-
-def _translate(exc: sqlite3.Error, path: Path, context: str) -> StoreError:
-    """Damage (SQLITE_CORRUPT, SQLITE_NOTADB) is ``StoreCorrupt``; anything else -- busy,
-    I/O, a constraint, a bad argument -- is a ``StoreError``, never called damage."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return StoreCorrupt(f"{path} is not a healthy phone store ({exc}); nothing was changed")
-    return StoreError(f"{context}: {exc}")
-
-
-def _check_exists(home: Path, path: Path) -> None:
-    if not home.is_dir():
-        raise StoreMissing(f"no phone home at {home}: run `medic-phone init` first")
-    if not path.exists():
-        raise StoreMissing(f"no store in {home}: run `medic-phone init` first")
-    if not path.is_file():
-        raise StoreCorrupt(f"{path} is not a healthy phone store (not a regular file)")
-
-
 class PhoneStore:
     """The phone's store. Get one with ``async with PhoneStore.open(home)`` (or ``create``)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, seal: StoreSeal) -> None:
         self._db = db
         self._lock = asyncio.Lock()
         self._closed = False
         self.path = path
-        # Chats known to exist (chats are never deleted), so the hot path need not ask.
+        self._seal = seal
+        # Chats known to exist (chats are never deleted), so the hot path need not ask;
+        # by tag (the chat id itself in a store kept in clear).
         self._known_chats: set[str] = set()
+        self._chat_ids: dict[str, str] = {}  # tag -> chat id, for reading messages
+
+    @property
+    def sealed(self) -> bool:
+        """Whether this store's contents are sealed (False: kept in clear)."""
+        return self._seal.sealed
 
     # -- opening and closing -------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, home: Path, *, create: bool = False) -> PhoneStore:
+    async def connect(
+        cls, home: Path, *, create: bool = False, store_key: bytes | None = None
+    ) -> PhoneStore:
         """Open the store under ``home`` (creating it if ``create``); the caller closes it.
+
+        With ``store_key`` a new store is sealed under it, and a sealed store opens only
+        with it. A store kept in clear opens with or without a key (``sealed`` says
+        which it is); ``create`` with a key refuses one that holds data in clear.
 
         Raises ``StoreMissing`` (no home, no database, or an empty one, unless
         ``create``), ``StoreCorrupt`` (not SQLite, failing ``quick_check``, or not a
-        phone store; the file is left exactly as it was) or ``StoreError``.
+        phone store; the file is left exactly as it was), ``StoreLocked`` (sealed, and
+        no key), ``StoreKeyMismatch`` (sealed under another key) or ``StoreError``.
         """
         path = home / DB_FILE
         if create:
-            _prepare_home(home, path)
+            prepare_home(home, path)
         else:
-            _check_exists(home, path)
+            check_exists(home, path)
         # mode=rw: a file that vanished since the check is an error, not a new empty store.
         uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={'rwc' if create else 'rw'}"
         try:
             db = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from None
-        store = cls(db, path)
+        store = cls(db, path, StoreSeal(store_key, where=str(path)))
         try:
             await store._prepare(create=create)
         except BaseException:
@@ -285,9 +180,9 @@ class PhoneStore:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, home: Path) -> AsyncIterator[PhoneStore]:
+    async def open(cls, home: Path, *, store_key: bytes | None = None) -> AsyncIterator[PhoneStore]:
         """The existing store under ``home``, closed on exit."""
-        store = await cls.connect(home)
+        store = await cls.connect(home, store_key=store_key)
         try:
             yield store
         finally:
@@ -295,9 +190,11 @@ class PhoneStore:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def create(cls, home: Path) -> AsyncIterator[PhoneStore]:
+    async def create(
+        cls, home: Path, *, store_key: bytes | None = None
+    ) -> AsyncIterator[PhoneStore]:
         """The store under ``home``, created (home 0700, file 0600) if absent; closed on exit."""
-        store = await cls.connect(home, create=True)
+        store = await cls.connect(home, create=True, store_key=store_key)
         try:
             yield store
         finally:
@@ -320,7 +217,7 @@ class PhoneStore:
                     f"{self.path} is not a healthy phone store (quick_check: {verdict[0]}); "
                     "nothing was changed"
                 )
-            if await _schema_version(db, self.path) == 0 and not create:
+            if await schema_version(db, self.path) == 0 and not create:
                 raise StoreMissing(f"the store {self.path} is empty: run `medic-phone init` first")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=FULL")
@@ -331,8 +228,47 @@ class PhoneStore:
             if settings["temp_store"] != 2 or settings["foreign_keys"] != 1:
                 raise StoreError(f"{self.path}: SQLite refused the store's settings")
             await migrate(db, self.path)
+            await self._check_seal(create=create)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path, f"cannot open {self.path}") from None
+            raise translate_error(exc, self.path, f"cannot open {self.path}") from None
+
+    async def _check_seal(self, *, create: bool) -> None:
+        """The key fits the store: a sealed store opens only with its own key."""
+        db = self._db
+        row = await _one(db, "SELECT value FROM store_meta WHERE name = 'seal_check'")
+        check = None if row is None else bytes(row[0])
+        if check is not None and self._seal.opens(check):
+            return
+        empty = await _one(
+            db,
+            "SELECT NOT EXISTS (SELECT 1 FROM links) AND NOT EXISTS (SELECT 1 FROM chats)"
+            " AND NOT EXISTS (SELECT 1 FROM commands) AND NOT EXISTS (SELECT 1 FROM messages)",
+        )
+        if create and empty is not None and empty[0]:
+            # A new (or still empty) store takes the key it is created with.
+            await db.execute("BEGIN IMMEDIATE")
+            await db.execute("DELETE FROM store_meta WHERE name = 'seal_check'")
+            value = self._seal.check_value()
+            if value is not None:
+                await db.execute(
+                    "INSERT INTO store_meta (name, value) VALUES ('seal_check', ?)", (value,)
+                )
+            await db.execute("COMMIT")
+            return
+        if check is None:
+            if create and self._seal.sealed:
+                raise StoreError(
+                    f"{self.path} already holds data kept in clear; sealing now would leave"
+                    " that data readable: move the phone home away first"
+                )
+            self._seal = StoreSeal(None, where=str(self.path))  # kept in clear, as it was
+            return
+        if not self._seal.sealed:
+            raise StoreLocked(f"{self.path} is sealed: it opens only with the phone's passphrase")
+        raise StoreKeyMismatch(
+            f"{self.path} is sealed under another key (another identity's store?);"
+            " nothing was changed"
+        )
 
     async def _settings(self) -> dict[str, object]:
         values: dict[str, object] = {}
@@ -367,7 +303,9 @@ class PhoneStore:
                             await db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise _translate(exc, self.path, f"{self.path} refused the operation") from None
+                raise translate_error(
+                    exc, self.path, f"{self.path} refused the operation"
+                ) from None
 
     # -- links ---------------------------------------------------------------------------
 
@@ -400,7 +338,9 @@ class PhoneStore:
                 " ORDER BY paired_at DESC, rowid DESC LIMIT 1",
                 (key,),
             )
-        return None if row is None else (str(row[0]), bytes(row[1]), int(row[2]))
+        if row is None:
+            return None
+        return str(row[0]), self._seal.open_blob(row[1]), int(row[2])
 
     async def save_link_state(self, link_id: str, blob: bytes) -> None:
         """Replace the link's opaque tunnel state. An ended link keeps none: its
@@ -408,14 +348,15 @@ class PhoneStore:
         async with self._transaction(write=True) as db:
             if (await self._link(db, link_id))[0] == "linked":
                 await db.execute(
-                    "UPDATE links SET tunnel_state = ? WHERE id = ?", (bytes(blob), link_id)
+                    "UPDATE links SET tunnel_state = ? WHERE id = ?",
+                    (self._seal.blob(bytes(blob)), link_id),
                 )
 
     async def load_link_state(self, link_id: str) -> bytes | None:
         """The link's saved tunnel state; None if none was saved or the link has ended."""
         async with self._transaction(write=False) as db:
             blob = (await self._link(db, link_id))[2]
-        return None if blob is None else bytes(blob)
+        return None if blob is None else self._seal.open_blob(blob)
 
     async def end_link(self, link_id: str, reason: str) -> None:
         """Mark the link ended (the first reason stays); its tunnel state and outbox go."""
@@ -531,10 +472,11 @@ class PhoneStore:
                 cursors[link_id] = seq
                 results.append(True)
             # One statement per table, not one per row: each is a hop to SQLite's thread.
+            seal = self._seal.text
             await db.executemany(
                 "INSERT INTO commands (link_id, seq, text, station, received_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                [c[:5] for c in fresh],
+                [(c.link_id, c.seq, seal(c.text), c.station, c.received_at) for c in fresh],
             )
             await db.executemany(
                 "UPDATE links SET delivered = ? WHERE id = ?",
@@ -550,8 +492,10 @@ class PhoneStore:
         self, db: aiosqlite.Connection, fresh: list[IncomingCommand], how: TypedMessages
     ) -> set[str]:
         """Add the messages; returns the chats now known to exist (once this commits)."""
-        known = self._known_chats & {c.chat for c in fresh if c.chat}
-        named = sorted({c.chat for c in fresh if c.chat} - known)
+        tag, seal = self._seal.tag, self._seal.text
+        wanted = {tag(c.chat) for c in fresh if c.chat}
+        known = self._known_chats & wanted
+        named = sorted(wanted - known)
         if named:
             rows = await _all(
                 db,
@@ -559,15 +503,21 @@ class PhoneStore:
                 (json.dumps(named),),
             )
             known |= {str(r[0]) for r in rows}
-        chats = [c.chat if c.chat in known else how.fallback_chat for c in fresh]
-        if how.fallback_chat in chats and how.fallback_chat not in self._known_chats:
-            known.add(how.fallback_chat)
-            exists = await _one(db, "SELECT 1 FROM chats WHERE id = ?", (how.fallback_chat,))
+        fallback = tag(how.fallback_chat)
+        chats = [tag(c.chat) if c.chat and tag(c.chat) in known else fallback for c in fresh]
+        if fallback in chats and fallback not in self._known_chats:
+            known.add(fallback)
+            exists = await _one(db, "SELECT 1 FROM chats WHERE id = ?", (fallback,))
             if exists is None:
                 version = await self._version(db, bump=True)
                 await db.execute(
                     "INSERT INTO chats (id, title, updated_at, version) VALUES (?, ?, ?, ?)",
-                    (how.fallback_chat, how.fallback_title, fresh[0].received_at, version),
+                    (
+                        fallback,
+                        self._seal.chat(how.fallback_chat, how.fallback_title),
+                        fresh[0].received_at,
+                        version,
+                    ),
                 )
         last = await self._version_bump_by(db, len(fresh))
         first = last - len(fresh) + 1
@@ -575,7 +525,7 @@ class PhoneStore:
             "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (_new_id(), chat, how.sender, c.text, c.received_at, first + i)
+                (_new_id(), chat, seal(how.sender), seal(c.text), c.received_at, first + i)
                 for i, (c, chat) in enumerate(zip(fresh, chats, strict=True))
             ],
         )
@@ -606,7 +556,7 @@ class PhoneStore:
         return [
             CommandRow(
                 seq=int(r[0]),
-                text=str(r[1]),
+                text=self._seal.open_text(r[1]),
                 station=str(r[2]),
                 received_at=float(r[3]),
                 link_id=str(r[4]),
@@ -649,38 +599,41 @@ class PhoneStore:
     async def ensure_chat(self, chat_id: str, title: str, *, now: float | None = None) -> bool:
         """Create the chat, or retitle it; True if that changed anything (a new version)."""
         when = time.time() if now is None else now
+        tag = self._seal.tag(chat_id)
         async with self._transaction(write=True) as db:
-            row = await _one(db, "SELECT title FROM chats WHERE id = ?", (chat_id,))
-            if row is not None and row[0] == title:
+            row = await _one(db, "SELECT title FROM chats WHERE id = ?", (tag,))
+            if row is not None and self._seal.open_chat(tag, row[0])[1] == title:
                 return False
             version = await self._version(db, bump=True)
+            stored = self._seal.chat(chat_id, title)
             if row is None:
                 await db.execute(
                     "INSERT INTO chats (id, title, updated_at, version) VALUES (?, ?, ?, ?)",
-                    (chat_id, title, when, version),
+                    (tag, stored, when, version),
                 )
             else:
                 await db.execute(
                     "UPDATE chats SET title = ?, version = ? WHERE id = ?",
-                    (title, version, chat_id),
+                    (stored, version, tag),
                 )
         return True
 
     async def add_message(self, chat_id: str, sender: str, body: str, sent_at: float) -> int:
         """Add a message to an existing chat; returns its version."""
+        tag, seal = self._seal.tag(chat_id), self._seal.text
         async with self._transaction(write=True) as db:
-            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (chat_id,)) is None:
+            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (tag,)) is None:
                 raise StoreError(f"no chat {chat_id!r}: call ensure_chat first")
             version = await self._version(db, bump=True)
             await db.execute(
                 "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (_new_id(), chat_id, sender, body, sent_at, version),
+                (_new_id(), tag, seal(sender), seal(body), sent_at, version),
             )
             # Recency orders the snapshot; it is not a change the mirror needs pushed.
             await db.execute(
                 "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
-                (sent_at, chat_id),
+                (sent_at, tag),
             )
         return version
 
@@ -690,8 +643,9 @@ class PhoneStore:
         """Add many messages (body, sent_at) to one chat in one transaction; the last version."""
         if not items:
             return 0
+        tag, seal = self._seal.tag(chat_id), self._seal.text
         async with self._transaction(write=True) as db:
-            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (chat_id,)) is None:
+            if await _one(db, "SELECT 1 FROM chats WHERE id = ?", (tag,)) is None:
                 raise StoreError(f"no chat {chat_id!r}: call ensure_chat first")
             last = await self._version_bump_by(db, len(items))
             first = last - len(items) + 1
@@ -699,13 +653,13 @@ class PhoneStore:
                 "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (_new_id(), chat_id, sender, body, sent_at, first + i)
+                    (_new_id(), tag, seal(sender), seal(body), sent_at, first + i)
                     for i, (body, sent_at) in enumerate(items)
                 ],
             )
             await db.execute(
                 "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
-                (max(t for _, t in items), chat_id),
+                (max(t for _, t in items), tag),
             )
         return last
 
@@ -734,8 +688,10 @@ class PhoneStore:
                 " ORDER BY version DESC LIMIT ?",
                 (limit_chats, limit_messages),
             )
+            chat_rows = self._chat_rows(chats)
+            await self._learn_chats(db, messages)
         messages.reverse()
-        return version, [_chat_row(r) for r in chats], [_message_row(r) for r in messages]
+        return version, chat_rows, self._message_rows(messages)
 
     async def changes_since(
         self, version: int, *, limit: int | None = None
@@ -765,6 +721,7 @@ class PhoneStore:
                 " WHERE version > ? ORDER BY version LIMIT ?",
                 (version, cap),
             )
+            await self._learn_chats(db, messages)
         up_to = current
         if limit is not None and len(chats) + len(messages) >= limit:
             # Either query may have been cut at ``limit`` rows: everything up to the
@@ -772,7 +729,41 @@ class PhoneStore:
             up_to = sorted(int(r[-1]) for r in chats + messages)[limit - 1]
             chats = [r for r in chats if r[-1] <= up_to]
             messages = [r for r in messages if r[-1] <= up_to]
-        return up_to, [_chat_row(r) for r in chats], [_message_row(r) for r in messages]
+        return up_to, self._chat_rows(chats), self._message_rows(messages)
+
+    def _chat_rows(self, rows: list[tuple[Any, ...]]) -> list[Row]:
+        opened = (self._seal.open_chat(str(r[0]), r[1]) for r in rows)
+        return [{"id": chat_id, "title": title} for chat_id, title in opened]
+
+    async def _learn_chats(self, db: aiosqlite.Connection, messages: list[tuple[Any, ...]]) -> None:
+        """Open the chats of these messages that this process has not seen yet (sealed:
+        a message names its chat by tag only)."""
+        unseen = sorted({str(r[1]) for r in messages if self._seal.chat_id(str(r[1])) is None})
+        if unseen:
+            rows = await _all(
+                db,
+                "SELECT id, title FROM chats WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(unseen),),
+            )
+            self._chat_rows(rows)
+
+    def _message_rows(self, rows: list[tuple[Any, ...]]) -> list[Row]:
+        open_text, chat_id = self._seal.open_text, self._seal.chat_id
+        out: list[Row] = []
+        for r in rows:
+            chat = chat_id(str(r[1]))
+            if chat is None:
+                raise StoreCorrupt(f"{self.path} is not a healthy phone store (a lost chat)")
+            out.append(
+                {
+                    "id": str(r[0]),
+                    "chat": chat,
+                    "sender": open_text(r[2]),
+                    "body": open_text(r[3]),
+                    "sent_at": float(r[4]),
+                }
+            )
+        return out
 
     # -- the tunnel's outbound queue (QueueStorage, behind a sync adapter) ---------------
 
@@ -812,17 +803,3 @@ class PhoneStore:
                 (link_id,),
             )
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-
-def _chat_row(r: tuple[Any, ...]) -> Row:
-    return {"id": str(r[0]), "title": str(r[1])}
-
-
-def _message_row(r: tuple[Any, ...]) -> Row:
-    return {
-        "id": str(r[0]),
-        "chat": str(r[1]),
-        "sender": str(r[2]),
-        "body": str(r[3]),
-        "sent_at": float(r[4]),
-    }
