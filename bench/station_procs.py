@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from station import control
+from station import jsonlines as control
 
 BIN = Path(sys.executable).parent
 

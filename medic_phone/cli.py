@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,7 +204,8 @@ def link(
 
 
 def _json_printer(event: dict[str, Any]) -> None:
-    click.echo(json.dumps(event, separators=(",", ":")))
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    click.echo(json.dumps({**event, "ts": stamp}, separators=(",", ":")))
     sys.stdout.flush()
 
 
@@ -284,22 +284,75 @@ def say(home: Path | None, passphrase_file: Path | None, chat: str, text: str) -
 
 @main.command()
 @_HOME
-def unlink(home: Path | None) -> None:
-    """Log the station out remotely, through the running `link`."""
+@click.option("--station", "station_name", default=None, help="Only the link with this station.")
+@click.option("--session", default=None, help="Only the link with this session (id prefix).")
+@click.option("--all", "every", is_flag=True, help="Every running link of this phone.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0, max=3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to keep trying to reach the station.",
+)
+def unlink(
+    home: Path | None, station_name: str | None, session: str | None, every: bool, wait: float
+) -> None:
+    """Log the station out, through the running `link`, and say whether it heard.
+
+    If the station cannot be reached within --wait seconds, the running link keeps
+    trying, and the exit status is 1.
+    """
+    from medic_phone.link_control import ask, running_links
+
     directory = resolve_home(str(home) if home else None)
-    path = directory / "node.sock"
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(str(path))
-            sock.sendall(b'{"op":"unlink"}\n')
-            reply = json.loads(sock.makefile().readline() or "{}")
-    except (FileNotFoundError, ConnectionRefusedError):
-        _fail(f"no running `medic-phone link` for {directory}")
+    links = running_links(directory)
+    if station_name is not None:
+        links = [r for r in links if r.info.get("station") == station_name]
+    if session is not None:
+        links = [r for r in links if str(r.info.get("session") or "").startswith(session)]
+    if not links:
+        _fail(f"no running `medic-phone link` for {directory} matches")
         return
-    except (OSError, ValueError) as exc:
-        _fail(f"cannot reach the running link: {exc}")
+    if len(links) > 1 and not every:
+        names = ", ".join(
+            f"{r.info.get('station')} ({str(r.info.get('session'))[:16]})" for r in links
+        )
+        _fail(f"several links are running ({names}): choose --station, --session or --all")
         return
-    if not reply.get("ok"):
-        _fail(str(reply.get("error", "refused")))
-    click.echo("Unlinked: the station logs out")
+    failed = False
+    for running in links:
+        try:
+            reply = ask(running.socket, {"op": "unlink", "wait": wait}, timeout=wait + 5)
+        except PhoneError as exc:
+            click.echo(f"medic-phone: {exc}", err=True)
+            failed = True
+            continue
+        name = reply.get("station") or running.info.get("station")
+        if reply.get("reached"):
+            if reply.get("already_ended"):
+                click.echo(f"Station {name!r} had already ended the session ({reply['reason']})")
+            else:
+                click.echo(f"Unlinked: station {name!r} logged the session out")
+        elif reply.get("paired") is False:
+            click.echo("Stopped pairing (nothing was linked yet)")
+        else:
+            failed = True
+            click.echo(f"medic-phone: {_not_reached(str(name), reply)}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+def _not_reached(station: str, reply: dict[str, Any]) -> str:
+    text = (
+        f"station {station!r} was not reached within {reply.get('waited_s', 0):g} s; the running"
+        " link keeps trying to log it out"
+    )
+    policy = reply.get("policy")
+    if isinstance(policy, dict):
+        at = datetime.fromtimestamp(float(policy["logout_at"]), UTC)
+        text += (
+            f"; the station's own policy logs the session out at {at:%H:%M:%S} UTC"
+            f" ({policy['reason']}) unless the kiosk is in use"
+        )
+    else:
+        text += "; the station's own policy (inactivity, by default 120 s) logs it out"
+    return text

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medic_phone.errors import PhoneError
+from medic_phone.link_control import ControlSocket, LinkLock, link_tag
 from medic_phone.store import IncomingCommand, PhoneStore, TypedMessages
 from station.mirror import Command, MirrorError, decode_command, encode_update
 from tunnel.aio.pump import EndpointPump
@@ -30,6 +31,7 @@ from tunnel.events import (
     LinkDown,
     LinkUp,
     MessageReceived,
+    NoticeReceived,
     Paired,
     PairingFailed,
     SessionEnded,
@@ -85,10 +87,22 @@ class PhoneNode:
         self._pairing_failed: str | None = None
         self._pending: list[tuple[int, Command]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._ended_event = asyncio.Event()
+        self._ended_how: SessionEnded | None = None
+        self.policy: dict[str, Any] | None = None  # the station's latest logout deadline
+        self.last_contact: float | None = None
 
     # -- running -----------------------------------------------------------------------
 
     async def run(self, target: Target) -> int:
+        # One process per link: a second `link` of it is refused, never raced.
+        lock = LinkLock.acquire(self.home, target.key)
+        try:
+            return await self._run(target)
+        finally:
+            lock.release()
+
+    async def _run(self, target: Target) -> int:
         saved = await self.store.find_link(target.key)
         if saved is not None:
             link_id, blob, delivered = saved
@@ -117,7 +131,8 @@ class PhoneNode:
             return url
 
         connector = PhoneConnector(self.pump, next_url)
-        control = await self._open_control()
+        control = ControlSocket(self.home / f"link-{link_tag(target.key)}.sock", self._request)
+        await control.start()
         pusher = asyncio.create_task(self._push_loop())
         try:
             await connector.run()
@@ -126,9 +141,7 @@ class PhoneNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
             await self.pump.aclose()
-            control.close()
-            with contextlib.suppress(FileNotFoundError):
-                (self.home / "node.sock").unlink()
+            await control.stop()
         if self._pairing_failed is not None:
             raise LinkFailed(f"pairing failed: {self._pairing_failed}")
         return 0
@@ -146,19 +159,25 @@ class PhoneNode:
         elif isinstance(event, StateChanged):
             assert self.link_id is not None
             await self.store.save_link_state(self.link_id, endpoint.export_state().to_bytes())
+        elif isinstance(event, NoticeReceived):
+            self._on_notice(event.payload)
         elif isinstance(event, LinkUp):
+            self.last_contact = time.time()
             self._links_up += 1
             if self._links_up > 1 or event.resumed:
                 self.emit({"event": "link_up"})
             if self._links_up == 1:
                 await self._push_snapshot()
         elif isinstance(event, LinkDown):
+            self.last_contact = time.time()
             self.emit({"event": "link_down"})
         elif isinstance(event, MessageReceived):
             await self._apply(event.seq, event.payload)
         elif isinstance(event, PairingFailed):
             self._pairing_failed = event.reason
         elif isinstance(event, SessionEnded):
+            self._ended_how = event
+            self._ended_event.set()
             self._ended = event.reason
             if self.link_id is not None:
                 await self.store.end_link(self.link_id, event.reason)
@@ -242,35 +261,71 @@ class PhoneNode:
 
     # -- local control (unlink) --------------------------------------------------------
 
-    async def _open_control(self) -> asyncio.AbstractServer:
-        path = self.home / "node.sock"
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        old = os.umask(0o177)
+    def _on_notice(self, payload: bytes) -> None:
         try:
-            server = await asyncio.start_unix_server(self._handle_control, path=str(path))
-        finally:
-            os.umask(old)
-        return server
+            notice = json.loads(payload)
+        except ValueError:
+            return  # unsequenced and superseded by the next one: nothing to lose
+        if isinstance(notice, dict) and notice.get("type") == "policy":
+            at, reason = notice.get("logout_at"), notice.get("reason")
+            if isinstance(at, int | float) and isinstance(reason, str):
+                self.policy = {"logout_at": float(at), "reason": reason[:32]}
 
-    async def _handle_control(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            line = await reader.readline()
-            request = json.loads(line or b"{}")
-            reply: dict[str, object]
-            if request.get("op") == "unlink" and self.pump is not None:
-                await self.pump.close("remote")
-                reply = {"ok": True}
-            else:
-                reply = {"ok": False, "error": "unknown request"}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
+    async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.pump is not None
+        endpoint = self.pump.endpoint
+        assert isinstance(endpoint, PhoneEndpoint)
+        op = request.get("op")
+        if op == "info":
+            return {
+                "ok": True,
+                "pid": os.getpid(),
+                "station": endpoint.station or self._target.station,
+                "session": self.link_id,
+                "linked": endpoint.linked,
+                "logout_pending": endpoint.logout_pending is not None,
+                "policy": self.policy,
+            }
+        if op == "unlink":
+            wait = request.get("wait", 10.0)
+            if not isinstance(wait, int | float) or not 0 <= wait <= 3600:
+                return {"ok": False, "error": "wait must be 0 to 3600 seconds"}
+            return await self._unlink(float(wait))
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def _unlink(self, wait: float) -> dict[str, Any]:
+        """Log the station out and say whether it heard: the session ends only when the
+        station answers our Close; until then the logout is owed and goes again on
+        every reconnection, also after ``wait`` has run out."""
+        assert self.pump is not None
+        endpoint = self.pump.endpoint
+        assert isinstance(endpoint, PhoneEndpoint)
+        if endpoint.session_id is None:
+            await self.pump.close("remote")  # not paired yet: just stop pairing
+            return {"ok": True, "reached": False, "paired": False}
+        if endpoint.ended is None:
+            await self.pump.close("remote", confirm=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._ended_event.wait()
+        how = self._ended_how
+        if how is not None and (how.confirmed or how.by_peer):
+            return {
+                "ok": True,
+                "reached": True,
+                "already_ended": how.by_peer,
+                "reason": how.reason,
+                "station": endpoint.station,
+            }
+        return {
+            "ok": False,
+            "reached": False,
+            "station": endpoint.station,
+            "waited_s": wait,
+            "last_contact": self.last_contact,
+            "policy": self.policy,
+            "error": "the station was not reached",
+        }
 
 
 def _logout_reason(event: SessionEnded) -> str:

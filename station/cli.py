@@ -6,15 +6,17 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from station import control as control_client
 from station.errors import ControlError, StationError
+from station.jsonlines import JsonLinesClient
+from station.jsonlines import request as control_client_request
 from station.kiosk.browser import DEFAULT_BROWSER, check_browser
-from station.supervisor import StationConfig, Supervisor, default_control_path
+from station.supervisor import StationConfig, Supervisor, default_control_path, rfc3339_now
 
 _CONTROL = click.option(
     "--control",
@@ -204,14 +206,21 @@ def _human_printer(event: dict[str, Any]) -> None:
     elif kind == "logout":
         click.echo(f"Session {event['session'][:16]}: logout ({event['reason']})")
     elif kind == "wiped":
-        undelivered = event["undelivered"]
-        note = f", {undelivered} command(s) never delivered" if undelivered else ""
-        click.echo(f"Session {event['session'][:16]}: wiped{note}")
+        click.echo(
+            f"Session {event['session'][:16]}: wiped{_undelivered_note(event['undelivered_seqs'])}"
+        )
     elif kind == "pairing_failed":
         click.echo("Pairing attempt failed; a new offer is shown")
     elif kind == "kiosk":
         click.echo(f"Kiosk browser started (pid {event['pid']}, RAM profile {event['profile']})")
     sys.stdout.flush()
+
+
+def _undelivered_note(seqs: list[int]) -> str:
+    if not seqs:
+        return "; every command reached the phone"
+    shown = ", ".join(str(q) for q in seqs[:20]) + (", ..." if len(seqs) > 20 else "")
+    return f"; {len(seqs)} command(s) were never delivered (seq {shown})"
 
 
 def _qr(uri: str) -> str:
@@ -230,29 +239,89 @@ def _qr(uri: str) -> str:
 @click.option(
     "--chat", default=None, help="The phone's chat to add it to (default: the kiosk chat)."
 )
-@click.argument("text")
-def send(control: Path | None, session: str | None, chat: str | None, text: str) -> None:
-    """Send TEXT to the paired phone ('-' reads one command per line from stdin)."""
+@click.option(
+    "--id",
+    "send_id",
+    default=None,
+    metavar="ID",
+    help="Make a retry safe: a send with an id already queued in this session queues "
+    "nothing again (with stdin, each line's id is ID:LINE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per command.")
+@click.argument("text", required=False)
+def send(
+    control: Path | None,
+    session: str | None,
+    chat: str | None,
+    send_id: str | None,
+    as_json: bool,
+    text: str | None,
+) -> None:
+    """Send TEXT to the paired phone; without TEXT (or with '-'), one command per line of
+    stdin. TEXT given here is visible to other local users in the process list: use
+    stdin for anything about a patient.
+
+    Each command is answered on its own: queued with its seq, or refused with the
+    reason. Exit status: 0 all queued, 3 some queued and some refused, 1 none queued.
+    """
+    from station.mirror import MAX_TEXT
+
     path = _control_path(control)
     try:
         route = control_request(path, {"op": "route", "session": session})
-        worker = Path(str(route["control"]))
-        lines = [text] if text != "-" else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
-        sent = 0
-        for line in lines:
-            reply = control_client.request(worker, {"op": "send", "text": line, "chat": chat})
-            if not reply.get("ok"):
-                if sent:
-                    click.echo(f"{sent} command(s) queued before the failure", err=True)
-                _fail(str(reply.get("error", "refused")), 3 if reply.get("full") else 1)
-            sent += 1
-        click.echo(f"queued {sent} command(s) for session {str(route['session'])[:16]}")
     except ControlError as exc:
         _fail(str(exc))
+        return
+    short = str(route["session"])[:16]
+    lines: Iterable[tuple[int, str]]
+    if text is None or text == "-":
+        lines = ((n, ln.rstrip("\r\n")) for n, ln in enumerate(sys.stdin, 1) if ln.strip())
+        many = True
+    else:
+        lines, many = [(1, text)], False
+    accepted = refused = 0
+    try:
+        with JsonLinesClient(Path(str(route["control"]))) as worker:
+            for number, line in lines:
+                label = f"line {number}: " if many else ""
+                if len(line) > MAX_TEXT:
+                    reply = {
+                        "ok": False,
+                        "error": f"{len(line):,} characters; the limit is {MAX_TEXT:,}",
+                    }
+                else:
+                    key = None if send_id is None else (f"{send_id}:{number}" if many else send_id)
+                    request = {"op": "send", "text": line, "chat": chat, "id": key}
+                    reply = worker.request(request)
+                if reply.get("ok"):
+                    accepted += 1
+                else:
+                    refused += 1
+                _print_send(reply, number, label, short, as_json)
+    except ControlError as exc:
+        click.echo(f"station: {exc}", err=True)
+        refused += 1
+    if refused and accepted:
+        click.echo(f"station: {accepted} command(s) queued, {refused} refused", err=True)
+    sys.exit(0 if not refused else (3 if accepted else 1))
+
+
+def _print_send(
+    reply: dict[str, Any], number: int, label: str, session: str, as_json: bool
+) -> None:
+    if as_json:
+        out = {"line": number, "session": session, **reply, "ts": rfc3339_now()}
+        click.echo(json.dumps(out, separators=(",", ":")))
+    elif reply.get("ok"):
+        again = " (already queued with this --id)" if reply.get("duplicate") else ""
+        click.echo(f"{label}queued as seq {reply['seq']} for session {session}{again}")
+    else:
+        click.echo(f"station: {label}{reply.get('error', 'refused')}", err=True)
+    sys.stdout.flush()
 
 
 def control_request(path: Path, message: dict[str, Any]) -> dict[str, Any]:
-    reply = control_client.request(path, message)
+    reply = control_client_request(path, message)
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "refused")))
     return reply
@@ -282,7 +351,7 @@ def status(control: Path | None, as_json: bool) -> None:
     for s in reply["sessions"]:
         state = "linked" if s["linked"] else "offline"
         click.echo(
-            f"  {s['session'][:16]}  {state:7}  queued {s['depth']:5}  idle {s['idle_s']} s"
+            f"  {s['session'][:16]}  {state:7}  queued {s['queued']:5}  idle {s['idle_s']} s"
             f"  phone {s['fingerprint']}"
         )
 
@@ -298,9 +367,10 @@ def logout(control: Path | None, session: str | None) -> None:
         _fail(str(exc))
         return
     for ended in reply["ended"]:
-        undelivered = ended["undelivered"]
-        note = f"; {undelivered} command(s) were never delivered" if undelivered else ""
-        click.echo(f"logged out session {str(ended['session'])[:16]}{note}")
+        click.echo(
+            f"logged out session {str(ended['session'])[:16]}; wiped"
+            f"{_undelivered_note(ended['undelivered_seqs'])}"
+        )
 
 
 @main.command()

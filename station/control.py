@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from station.errors import ConfigError, ControlError
+from station.errors import ConfigError
+from station.jsonlines import MAX_LINE, serve_json_lines
 
 if TYPE_CHECKING:
     from station.supervisor import Supervisor
-
-MAX_LINE = 64 * 1024
 
 
 class ControlServer:
@@ -67,61 +64,34 @@ class ControlServer:
     async def _request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         sup = self._supervisor
         session = request.get("session")
+        if session is not None and not isinstance(session, str):
+            return {"ok": False, "error": "session must be a string"}
         if op == "status":
             return {"ok": True, **sup.status()}
-        if op in ("logout", "route"):
-            matches = sup.find(session)
-            if not matches:
-                what = f"session {session}" if session else "paired session"
-                return {"ok": False, "error": f"no {what} on this station"}
-            if op == "route":
-                if len(matches) > 1:
-                    ids = ", ".join(str(m.info.session)[:16] for m in matches)
-                    return {"ok": False, "error": f"several sessions ({ids}): choose --session"}
-                info = matches[0].info
-                return {"ok": True, "session": info.session, "control": info.control}
-            if session is None and len(matches) > 1:
-                ids = ", ".join(str(m.info.session)[:16] for m in matches)
-                return {"ok": False, "error": f"several sessions ({ids}): choose --session"}
-            ended = []
-            for handle in matches:
-                await sup.logout(handle, "explicit")
-                ended.append(
-                    {
-                        "session": handle.info.session,
-                        "undelivered": handle.info.undelivered
-                        if handle.info.undelivered is not None
-                        else handle.info.depth,
-                    }
-                )
-            return {"ok": True, "ended": ended}
-        return {"ok": False, "error": f"unknown op {op!r}"}
-
-
-Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-async def serve_json_lines(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
-) -> None:
-    """Answer one JSON object per line with one JSON object per line, until EOF."""
-    try:
-        while line := await reader.readline():
-            try:
-                request = json.loads(line)
-                op = request["op"]
-                if not isinstance(op, str):
-                    raise TypeError(op)
-            except (ValueError, KeyError, TypeError):
-                reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
-            else:
-                reply = await handler(op, request)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-    except (ConnectionError, ValueError):
-        pass  # a client that went away, or a line over the limit
-    finally:
-        writer.close()
+        if op not in ("logout", "route"):
+            return {"ok": False, "error": f"unknown op {op!r}"}
+        matches = [h for h in sup.find(session) if h.stop_requested is None]
+        if not matches:
+            what = f"session {session}" if session else "paired session"
+            return {"ok": False, "error": f"no {what} on this station"}
+        if len(matches) > 1 and (op == "route" or session is None):
+            ids = ", ".join(str(m.info.session)[:16] for m in matches)
+            return {"ok": False, "error": f"several sessions ({ids}): choose --session"}
+        if op == "route":
+            info = matches[0].info
+            return {"ok": True, "session": info.session, "control": info.control}
+        # Answered once every worker is gone and its last events are read, so the
+        # undelivered seqs are final.
+        wiped = await asyncio.gather(*(sup.logout(h, "explicit") for h in matches))
+        ended = [
+            {
+                "session": h.info.session,
+                "undelivered": (w or {}).get("undelivered", h.info.ledger.depth),
+                "undelivered_seqs": (w or {}).get("undelivered_seqs", h.info.ledger.undelivered),
+            }
+            for h, w in zip(matches, wiped, strict=True)
+        ]
+        return {"ok": True, "ended": ended}
 
 
 def _is_live(path: Path) -> bool:
@@ -131,33 +101,3 @@ def _is_live(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-def request(path: Path, message: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
-    """One synchronous JSON-lines request, for the CLI."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(MAX_LINE)
-                if not chunk:
-                    break
-                data += chunk
-    except FileNotFoundError:
-        raise ControlError(f"no station is running (no control socket at {path})") from None
-    except ConnectionRefusedError:
-        raise ControlError(f"the station at {path} is gone (stale control socket)") from None
-    except TimeoutError:
-        raise ControlError(f"the station at {path} did not answer in {timeout:.0f} s") from None
-    except OSError as exc:
-        raise ControlError(f"cannot reach the station at {path}: {exc.strerror}") from None
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise ControlError("the station sent a malformed reply") from None
-    if not isinstance(reply, dict):
-        raise ControlError("the station sent a malformed reply")
-    return reply

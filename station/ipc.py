@@ -61,6 +61,15 @@ def event_frame(**fields: Any) -> Frame:
     return Frame(FrameType.EVENT, body=json.dumps(fields, separators=(",", ":")).encode())
 
 
+def stop_frame(reason: str) -> Frame:
+    return Frame(FrameType.STOP, body=json.dumps({"reason": reason}).encode())
+
+
+def policy_frame(logout_in: float, reason: str) -> Frame:
+    body = {"logout_in": round(logout_in, 2), "reason": reason}
+    return Frame(FrameType.POLICY, body=json.dumps(body).encode())
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     """The next frame, or None at a clean end of stream."""
     try:

@@ -35,8 +35,10 @@ class Command:
 
 
 def encode_command(text: str, chat: str | None = None) -> bytes:
-    if not text or len(text) > MAX_TEXT:
-        raise ValueError(f"a command is 1 to {MAX_TEXT} characters")
+    if not text:
+        raise ValueError("an empty command")
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{len(text):,} characters; the limit is {MAX_TEXT:,}")
     body: dict[str, str] = {"type": "command", "text": text}
     if chat is not None:
         if not chat or len(chat) > MAX_CHAT_ID:

@@ -4,6 +4,11 @@ It advertises the station, accepts phones' WebSockets, reads only the clear hell
 each (version and routing id) and relays the opaque rest to the worker process that
 owns the offer or the session. It enforces the logout policy itself and ends workers;
 it never holds session keys or plaintext.
+
+Nothing in it waits on one session: each worker's events are handled as they arrive
+(no await), records for a phone leave from that socket's own bounded buffer
+(``PhoneSocket``), and frames for a worker go into its pipe's buffer. So a dead link
+or a stopped worker never delays another session, the policy or the control socket.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,8 @@ from station.control import ControlServer
 from station.errors import ConfigError
 from station.kiosk.browser import KioskBrowser
 from station.kiosk.pairing_screen import PairingScreen
+from station.lock import PathLock
+from station.phone_socket import PhoneSocket
 from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
 from station.workers import WorkerHandle, WorkerInfo
 from tunnel.aio.websocket import ws_options
@@ -63,15 +70,21 @@ class StationConfig:
 Emit = Callable[[dict[str, Any]], None]
 
 
+def rfc3339_now() -> str:
+    """The time of an event, as every JSON event carries it (``ts``): RFC 3339, UTC."""
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 class Supervisor:
     def __init__(self, config: StationConfig, emit: Emit) -> None:
         self.config = config
-        self.emit = emit
+        self._emit = emit
         self.settings = Settings()
         self.workers: dict[int, WorkerHandle] = {}
         self.standby: WorkerHandle | None = None
         self._next_worker = 0
-        self._conns: dict[int, tuple[ServerConnection, WorkerHandle]] = {}
+        self._conns: dict[int, tuple[PhoneSocket, WorkerHandle]] = {}
         self._next_conn = 0
         self._live_sockets = 0
         self._server: Server | None = None
@@ -83,13 +96,19 @@ class Supervisor:
         self.control_path = config.control or default_control_path()
         self.control_dir = Path(str(self.control_path) + ".d")
         self._spawn_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._ready = False
         self._first_offer = asyncio.Event()
         self._hardening_shown = False
         self.screen: PairingScreen | None = None
         self.browser: KioskBrowser | None = None
         self._browser_lock = asyncio.Lock()
+        self._lock: PathLock | None = None  # ours: the control path and its directory
+        self._policy_wake = asyncio.Event()
+        self.ended: dict[str, dict[str, Any]] = {}  # session -> its wiped event, for logout
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._emit({**event, "ts": rfc3339_now()})
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -106,7 +125,7 @@ class Supervisor:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         # Keep a reference: the loop holds tasks only weakly.
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -115,6 +134,9 @@ class Supervisor:
     async def _start(self) -> None:
         from wipe.preflight import run_preflight
 
+        # One owner per control path: taken before anything is created or removed, so
+        # a second station fails without touching the first one's files.
+        self._lock = PathLock.acquire(Path(str(self.control_path) + ".lock"), what="station")
         checks = run_preflight()
         self.emit(
             {
@@ -167,6 +189,8 @@ class Supervisor:
             self.emit({"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile})
 
     async def _shutdown(self) -> None:
+        if self._lock is None:
+            return  # we never owned anything: another station's files stay as they are
         if self._server is not None:
             # Stop accepting, but keep the phones' sockets: their Close frames go next.
             self._server.close(close_connections=False)
@@ -188,11 +212,13 @@ class Supervisor:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
         # Workers remove their own sockets; a killed one cannot. Leave nothing behind.
-        for leftover in self.control_dir.glob("*.sock"):
+        if self._control is not None:
+            for leftover in self.control_dir.glob("*.sock"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
             with contextlib.suppress(OSError):
-                leftover.unlink()
-        with contextlib.suppress(OSError):
-            self.control_dir.rmdir()
+                self.control_dir.rmdir()
+        self._lock.release()
 
     def addresses(self) -> list[tuple[str, int]]:
         host = self.config.host
@@ -233,10 +259,8 @@ class Supervisor:
         for conn in list(handle.conns):
             entry = self._conns.pop(conn, None)
             if entry is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await entry[0].close(4000, "session ended")
-        was_standby = self.standby is handle
-        if was_standby:
+                entry[0].close(4000, "session ended")
+        if self.standby is handle:
             self.standby = None
         if info.session is not None:
             reason = (
@@ -244,24 +268,33 @@ class Supervisor:
                 or handle.stop_requested
                 or ("crashed" if code != 0 else "shutdown")
             )
-            if info.ended_reason is None:
-                self.emit({"event": "logout", "session": info.session, "reason": reason})
-            self.emit(
-                {
-                    "event": "wiped",
-                    "session": info.session,
-                    "undelivered": info.undelivered if info.undelivered is not None else info.depth,
-                    "exit": code,
-                }
-            )
+            self._emit_logout(handle, reason)
+            # The process is gone and its last events are read: the ledger is final.
+            undelivered = info.ledger.undelivered
+            wiped = {
+                "event": "wiped",
+                "session": info.session,
+                "reason": reason,
+                "undelivered": len(undelivered),
+                "undelivered_seqs": undelivered,
+                "queued_total": info.ledger.queued_total,
+                "exit": code,
+            }
+            self.ended[info.session] = wiped
+            while len(self.ended) > 64:
+                self.ended.pop(next(iter(self.ended)))
+            self.emit(wiped)
             if self.browser is not None and not self._stopping.is_set():
                 # The browser's profile saw the session's page: it goes with the session.
                 self._spawn(self._renew_browser())
+            self._screen_changed()
+        self._policy_wake.set()
         if not self._stopping.is_set():
             await self._ensure_standby()
             self._update_advert()
 
-    async def _on_worker_event(self, handle: WorkerHandle, event: dict[str, Any]) -> None:
+    def _on_worker_event(self, handle: WorkerHandle, event: dict[str, Any]) -> None:
+        """One worker event, handled at once: nothing here waits."""
         info = handle.info
         kind = event.get("event")
         if kind == "offer":
@@ -307,25 +340,50 @@ class Supervisor:
                     "fingerprint": info.fingerprint,
                 }
             )
-            await self._ensure_standby()
+            self._policy_wake.set()
+            self._spawn(self._ensure_standby())
         elif kind in ("link_up", "link_down") and info.session:
             info.linked = kind == "link_up"
             self.emit({"event": kind, "session": info.session})
         elif kind == "queued" and info.session:
-            info.depth = int(event["depth"])
-            self.emit({"event": "queued", "session": info.session, "depth": info.depth})
+            info.ledger.queued(int(event["seq"]))
+            self.emit(
+                {
+                    "event": "queued",
+                    "session": info.session,
+                    "seq": int(event["seq"]),
+                    "depth": info.ledger.depth,
+                }
+            )
+        elif kind == "acked" and info.session:
+            before = info.ledger.depth
+            info.ledger.acked_through(int(event["through"]))
+            if info.ledger.depth != before:
+                self.emit(
+                    {
+                        "event": "delivered",
+                        "session": info.session,
+                        "through": info.ledger.acked,
+                        "depth": info.ledger.depth,
+                    }
+                )
         elif kind == "activity":
             info.last_input = time.monotonic()
+            self._policy_wake.set()
         elif kind == "ended":
-            info.ended_reason = str(event.get("reason", "explicit"))
-            info.undelivered = int(event.get("undelivered", 0))
-            if info.session:
-                reason = handle.stop_requested or info.ended_reason
-                info.ended_reason = reason
-                self.emit({"event": "logout", "session": info.session, "reason": reason})
+            info.ended_reason = handle.stop_requested or str(event.get("reason", "explicit"))
+            seqs = event.get("undelivered_seqs")
+            if isinstance(seqs, list) and all(isinstance(q, int) for q in seqs):
+                info.ledger.settle(seqs)  # the worker's own queue, read as it ended
+            self._emit_logout(handle, info.ended_reason)
         elif kind == "mirror":
             info.mirrored = int(event.get("messages", 0))
             info.mirror_version = int(event.get("version", 0))
+        elif kind == "mirror_error" and info.session:
+            # The phone pushed something the mirror refused: say so, never drop it quietly.
+            self.emit(
+                {"event": "mirror_error", "session": info.session, "reason": event.get("reason")}
+            )
         elif kind == "hardening":
             info.hardening = event
             if not self._hardening_shown:
@@ -339,28 +397,29 @@ class Supervisor:
                 )
         elif kind == "pairing_failed":
             self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
-        if kind in ("paired", "link_up", "link_down", "ended") and self.screen is not None:
+        if kind in ("paired", "link_up", "link_down", "ended"):
+            self._screen_changed()
+
+    def _screen_changed(self) -> None:
+        if self.screen is not None:
             self._spawn(self.screen.changed())
 
-    async def _on_worker_send(self, conn: int, data: bytes) -> None:
+    def _on_worker_send(self, conn: int, data: bytes) -> None:
         entry = self._conns.get(conn)
         if entry is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await entry[0].send(data)
+            entry[0].send(data)
 
-    async def _on_worker_close(self, conn: int, reason: str) -> None:
+    def _on_worker_close(self, conn: int, reason: str) -> None:
         entry = self._conns.pop(conn, None)
         if entry is not None:
             entry[1].conns.discard(conn)
-            with contextlib.suppress(ConnectionClosed):
-                await entry[0].close(4000, reason[:120])
+            entry[0].close(4000, reason)
 
     def _update_advert(self) -> None:
         if self._advertiser is not None:
             open_offer = self.standby is not None and self.standby.info.pair_uri is not None
             self._spawn(self._advertiser.set_offer_open(open_offer))
-        if self.screen is not None:
-            self._spawn(self.screen.changed())
+        self._screen_changed()
 
     # -- the kiosk page --------------------------------------------------------------
 
@@ -450,15 +509,18 @@ class Supervisor:
             return
         self._next_conn += 1
         conn = self._next_conn
-        self._conns[conn] = (ws, handle)
+        phone = PhoneSocket(ws)
+        self._conns[conn] = (phone, handle)
         handle.conns.add(conn)
         try:
-            if not await handle.send(ipc.Frame(ipc.FrameType.OPEN, conn)):
+            if not handle.post(ipc.Frame(ipc.FrameType.OPEN, conn)):
                 return
-            await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, first))
+            if not await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, first)):
+                return
             async for message in ws:
                 if isinstance(message, str):
                     break
+                # Waits only when this worker's pipe is full: this phone slows, no one else.
                 if not await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, message)):
                     break
         except ConnectionClosed:
@@ -466,9 +528,9 @@ class Supervisor:
         finally:
             if self._conns.pop(conn, None) is not None:
                 handle.conns.discard(conn)
-                await handle.send(ipc.Frame(ipc.FrameType.LOST, conn))
-            with contextlib.suppress(ConnectionClosed):
-                await ws.close()
+                handle.post(ipc.Frame(ipc.FrameType.LOST, conn))
+            phone.close(1000, "")
+            await phone.closed()
 
     def _route(self, kind: MessageType, routing_id: bytes) -> WorkerHandle | None:
         if kind is MessageType.RESUME:
@@ -491,12 +553,32 @@ class Supervisor:
 
     # -- policy ----------------------------------------------------------------------
 
-    async def logout(self, handle: WorkerHandle, reason: str) -> None:
-        handle.request_stop(reason)
-        if self.screen is not None:
-            # The tab goes at once; the worker clears its page as it ends.
-            self._spawn(self.screen.changed())
+    def _emit_logout(self, handle: WorkerHandle, reason: str) -> None:
+        """The ``logout`` event, once per session, when its end is decided or noticed."""
+        info = handle.info
+        if info.session is not None and not info.logout_emitted:
+            info.logout_emitted = True
+            self.emit({"event": "logout", "session": info.session, "reason": reason})
+
+    def decide_logout(self, handle: WorkerHandle, reason: str) -> None:
+        """The logout is decided now: its deadline starts and everyone is told at once."""
+        if handle.stop_requested is None:
+            handle.request_stop(reason)
+            self._emit_logout(handle, reason)
+            self._screen_changed()  # the tab goes at once; the worker clears its page
+
+    async def logout(self, handle: WorkerHandle, reason: str) -> dict[str, Any] | None:
+        """End a session's worker (the wipe); returns its ``wiped`` event once it is gone."""
+        self.decide_logout(handle, reason)
         await handle.stop(reason)
+        session = handle.info.session
+        if session is None:
+            return None
+        for _ in range(100):  # the reaper runs right after the process is read to EOF
+            if session in self.ended:
+                return self.ended[session]
+            await asyncio.sleep(0.01)
+        return self.ended.get(session)
 
     def find(self, session: str | None) -> list[WorkerHandle]:
         paired = [w for w in self.workers.values() if w.info.session]
@@ -505,12 +587,15 @@ class Supervisor:
         return [w for w in paired if w.info.session and w.info.session.startswith(session)]
 
     async def _policy_loop(self) -> None:
+        """Wakes at the policy's next deadline, or at once when a session pairs, takes
+        input or ends; never waits on a worker."""
         cfg = self.config
         policy = LogoutPolicy(
             PolicyConfig(cfg.inactivity, cfg.max_session, cfg.wipe_every),
             start=time.monotonic(),
         )
         while not self._stopping.is_set():
+            self._policy_wake.clear()
             live = {
                 str(h.info.session): h
                 for h in self.workers.values()
@@ -520,23 +605,26 @@ class Supervisor:
                 sid: SessionTimes(float(h.info.paired_at or 0), h.info.last_input)
                 for sid, h in live.items()
             }
-            for session, reason in policy.due(time.monotonic(), times):
+            now = time.monotonic()
+            for session, reason in policy.due(now, times):
+                self.decide_logout(live[session], reason)
                 self._spawn(self.logout(live[session], reason))
             for session, handle in live.items():
-                await self._tell_deadline(handle, policy.logout_of(times[session]))
+                if handle.stop_requested is None:
+                    self._tell_deadline(handle, policy.logout_of(times[session]))
             wait = policy.next_deadline(times) - time.monotonic()
-            # A short cap: sessions pair and take input between ticks.
-            await asyncio.sleep(min(max(wait, 0.0), 0.25))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.0) + 0.001):
+                    await self._policy_wake.wait()
 
-    async def _tell_deadline(self, handle: WorkerHandle, logout: tuple[float, str]) -> None:
+    def _tell_deadline(self, handle: WorkerHandle, logout: tuple[float, str]) -> None:
         """Tell the worker when its session ends (its page counts down) when that moved."""
         when, reason = logout
         sent = handle.info.policy_sent
         if sent is not None and sent[1] == reason and abs(sent[0] - when) < 0.5:
             return
         handle.info.policy_sent = logout
-        body = {"logout_in": round(when - time.monotonic(), 2), "reason": reason}
-        await handle.send(ipc.Frame(ipc.FrameType.POLICY, body=json.dumps(body).encode()))
+        handle.post(ipc.policy_frame(when - time.monotonic(), reason))
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -548,7 +636,9 @@ class Supervisor:
                     "session": info.session,
                     "fingerprint": info.fingerprint,
                     "linked": info.linked,
-                    "depth": info.depth,
+                    "queued": info.ledger.depth,
+                    "queued_seqs": info.ledger.undelivered[:50],
+                    "acked_through": info.ledger.acked,
                     "mirrored": info.mirrored,
                     "mirror_version": info.mirror_version,
                     "idle_s": round(now - info.last_input, 1),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from station import ipc
-from station.control import serve_json_lines
 from station.errors import StationError
+from station.jsonlines import serve_json_lines
 from station.kiosk.session_view import SessionView
 from station.mirror import Mirror, MirrorError, decode_update, encode_command
 from tunnel.aio.pump import EndpointPump
@@ -47,7 +48,10 @@ from tunnel.session import StationEndpoint
 from wipe.harden import harden_process
 from wipe.memdb import open_memory_db
 
-DRAIN_GRACE = 1.5  # seconds a logging-out worker gives its queue to reach the phone
+# Seconds a logging-out worker gives its queue to reach a linked phone; it fits inside
+# the supervisor's STOP grace, after which the worker is killed whatever it is doing.
+DRAIN_GRACE = 0.5
+MAX_SEND_IDS = 10_000  # `station send --id` ids remembered, so a retry never duplicates
 
 
 class _IpcTransport:
@@ -77,7 +81,9 @@ class Worker:
         self.conn_map: dict[int, int] = {}  # supervisor conn -> pump conn
         self.control_server: asyncio.AbstractServer | None = None
         self.control_path: Path | None = None
-        self.last_depth = -1
+        self.last_acked = -1
+        self.send_ids: dict[str, int] = {}  # `station send --id` -> the seq it got
+        self.policy_notice: bytes | None = None  # the latest logout deadline, for the phone
         self.view: SessionView | None = None
 
     # -- offers ----------------------------------------------------------------------
@@ -137,6 +143,9 @@ class Worker:
                 await self.announce_offer(offer)
         elif isinstance(event, LinkUp):
             await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
+            await self.report_acked()  # a resume may have acknowledged some at once
+            if self.policy_notice is not None:
+                await self.pump.notify(self.policy_notice)
             if self.view is not None:
                 self.view.link_changed()
         elif isinstance(event, LinkDown):
@@ -146,14 +155,15 @@ class Worker:
         elif isinstance(event, MessageReceived):
             await self.apply_update(event.payload)
         elif isinstance(event, Acked):
-            await self.report_depth()
+            await self.report_acked()
             if self.view is not None:
                 self.view.acked(event.through)
         elif isinstance(event, SessionEnded):
             reason = "remote" if event.by_peer else self.stop_reason
             self.stop_reason = reason
+            undelivered = [seq for seq, _ in endpoint.queue.items()]
             await self.out.write(
-                ipc.event_frame(event="ended", reason=reason, undelivered=event.undelivered)
+                ipc.event_frame(event="ended", reason=reason, undelivered_seqs=undelivered)
             )
             self.stopping.set()
 
@@ -172,27 +182,47 @@ class Worker:
             ipc.event_frame(event="mirror", version=update.version, chats=chats, messages=messages)
         )
 
-    async def report_depth(self) -> None:
+    async def report_acked(self) -> None:
         assert self.pump is not None
-        depth = self.pump.endpoint.undelivered
-        if depth != self.last_depth:
-            self.last_depth = depth
-            await self.out.write(ipc.event_frame(event="queued", depth=depth))
+        acked = self.pump.endpoint.channel.acked
+        if acked != self.last_acked:
+            self.last_acked = acked
+            await self.out.write(ipc.event_frame(event="acked", through=acked))
 
-    async def send_command(self, text: str, chat: str | None) -> dict[str, Any]:
-        """Queue one typed command (from `station send` or the kiosk page)."""
+    async def send_command(
+        self, text: str, chat: str | None, send_id: str | None = None
+    ) -> dict[str, Any]:
+        """Queue one typed command (from `station send` or the kiosk page).
+
+        Every attempt counts as activity, accepted or not. The seq reaches the
+        supervisor (and the pipe's kernel buffer) before the sender hears of it, so the
+        supervisor's account of undelivered commands is exact even if we die next."""
         assert self.pump is not None
+        await self.report_activity()
+        if send_id is not None and send_id in self.send_ids:
+            seq = self.send_ids[send_id]
+            return {"ok": True, "seq": seq, "duplicate": True, "depth": self.depth()}
         try:
-            seq = await self.pump.send(encode_command(text, chat))
+            payload = encode_command(text, chat)
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
+        try:
+            seq = self.pump.endpoint.send(payload, self.pump.now())
         except QueueFull as exc:
             return {"ok": False, "error": str(exc), "full": True, "depth": exc.depth}
         except SessionClosed:
             return {"ok": False, "error": "the session has ended"}
-        await self.report_activity()
-        await self.report_depth()
-        return {"ok": True, "seq": seq, "depth": self.pump.endpoint.undelivered}
+        if send_id is not None:
+            self.send_ids[send_id] = seq
+            if len(self.send_ids) > MAX_SEND_IDS:
+                self.send_ids.pop(next(iter(self.send_ids)))
+        await self.out.write(ipc.event_frame(event="queued", seq=seq))
+        await self.pump.drain()
+        return {"ok": True, "seq": seq, "depth": self.depth()}
+
+    def depth(self) -> int:
+        assert self.pump is not None
+        return self.pump.endpoint.undelivered
 
     async def report_activity(self) -> None:
         await self.out.write(ipc.event_frame(event="activity"))
@@ -241,19 +271,21 @@ class Worker:
     async def control_request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         assert self.pump is not None
         if op == "send":
-            text, chat = request.get("text"), request.get("chat")
+            text, chat, send_id = request.get("text"), request.get("chat"), request.get("id")
             if not isinstance(text, str):
                 return {"ok": False, "error": "send needs text"}
             if chat is not None and not isinstance(chat, str):
                 return {"ok": False, "error": "chat must be a string"}
-            return await self.send_command(text, chat)
+            if send_id is not None and (not isinstance(send_id, str) or len(send_id) > 200):
+                return {"ok": False, "error": "id must be a string of at most 200 characters"}
+            return await self.send_command(text, chat, send_id)
         if op == "status":
             endpoint = self.pump.endpoint
             chats, messages = await self.mirror.counts() if self.mirror else (0, 0)
             return {
                 "ok": True,
                 "linked": endpoint.linked,
-                "depth": endpoint.undelivered,
+                "queued": endpoint.undelivered,
                 "chats": chats,
                 "messages": messages,
             }
@@ -285,9 +317,20 @@ class Worker:
             elif frame.type is ipc.FrameType.STOP:
                 self.stop_reason = str(frame.json().get("reason", "explicit"))
                 self.stopping.set()
-            elif frame.type is ipc.FrameType.POLICY and self.view is not None:
+            elif frame.type is ipc.FrameType.POLICY:
                 policy = frame.json()
-                self.view.deadline(float(policy["logout_in"]), str(policy["reason"]))
+                logout_in, reason = float(policy["logout_in"]), str(policy["reason"])
+                if self.view is not None:
+                    self.view.deadline(logout_in, reason)
+                # The phone hears it too: `medic-phone unlink` offline says when we end.
+                self.policy_notice = json.dumps(
+                    {
+                        "type": "policy",
+                        "logout_at": round(time.time() + logout_in, 1),
+                        "reason": reason,
+                    }
+                ).encode()
+                await self.pump.notify(self.policy_notice)
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         report = harden_process(expected_ppid=self.args.ppid)

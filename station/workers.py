@@ -1,23 +1,36 @@
-"""Starting, talking to, and ending session worker processes (supervisor side)."""
+"""Starting, talking to, and ending session worker processes (supervisor side).
+
+Nothing here waits on a worker. Frames to a worker go into its pipe's buffer at once;
+only a phone's relay task (``send``) waits for room, and only up to a deadline, so
+one slow worker slows only its own phone. A logout starts its deadline when it is
+decided: STOP, then SIGKILL when the deadline passes, whatever state the worker is in
+(stopped, wedged, or not reading its pipe).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from station import ipc
 from station.errors import WorkerProtocolError
 
-STOP_GRACE = 3.0  # seconds a worker has to end after STOP before it is killed
+# A worker has this long after the logout decision to end by itself; then SIGKILL.
+# Its own drain of the queue (worker.DRAIN_GRACE) fits inside.
+STOP_GRACE = 0.8
+# A phone's relay waits at most this long for room in a worker's pipe, then drops
+# that phone's socket (the phone resumes); the pipe's buffer is bounded by it.
+PIPE_HIGH_WATER = 4 * 1024 * 1024
+PIPE_DEADLINE = 5.0
 
 
 @dataclass
@@ -36,20 +49,56 @@ class WorkerInfo:
     control: str | None = None
     paired_at: float | None = None
     linked: bool = False
-    depth: int = 0
     mirrored: int = 0  # messages in the worker's mirror (a count, never content)
     mirror_version: int = 0
     last_input: float = 0.0
     ended_reason: str | None = None
-    undelivered: int | None = None
+    logout_emitted: bool = False
     page: str | None = None  # the session page's address (its worker serves it)
     policy_sent: tuple[float, str] | None = None  # the last logout deadline told
     hardening: dict[str, Any] = field(default_factory=dict)
+    ledger: CommandLedger = field(default_factory=lambda: CommandLedger())
 
 
-EventSink = Callable[["WorkerHandle", dict[str, Any]], Awaitable[None]]
-DataSink = Callable[[int, bytes], Awaitable[None]]
-CloseSink = Callable[[int, str], Awaitable[None]]
+class CommandLedger:
+    """Which commands the phone has not acknowledged: seqs from the worker's events.
+
+    The supervisor keeps its own account so that a worker killed at logout (stopped,
+    wedged) still gets an exact ``undelivered`` list: the worker reports each command's
+    seq before it answers the sender, and every ack, so nothing in flight is missed.
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()
+        self.acked = 0
+        self.queued_total = 0
+
+    def queued(self, seq: int) -> None:
+        if seq > self.acked and (not self._pending or seq > self._pending[-1]):
+            self._pending.append(seq)
+            self.queued_total += 1
+
+    def acked_through(self, through: int) -> None:
+        self.acked = max(self.acked, through)
+        while self._pending and self._pending[0] <= self.acked:
+            self._pending.popleft()
+
+    def settle(self, unacked: list[int]) -> None:
+        """The worker's final word: exactly these seqs were never acknowledged."""
+        self._pending = deque(sorted(set(unacked)))
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def undelivered(self) -> list[int]:
+        return list(self._pending)
+
+
+EventSink = Callable[["WorkerHandle", dict[str, Any]], None]
+DataSink = Callable[[int, bytes], None]
+CloseSink = Callable[[int, str], None]
 
 
 class WorkerHandle:
@@ -60,7 +109,7 @@ class WorkerHandle:
         info: WorkerInfo,
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
-        writer: ipc.FrameWriter,
+        writer: asyncio.StreamWriter,
     ) -> None:
         self.info = info
         self.process = process
@@ -69,7 +118,9 @@ class WorkerHandle:
         self.conns: set[int] = set()
         self.reader_task: asyncio.Task[None] | None = None
         self.stop_requested: str | None = None
+        self.stop_decided_at: float | None = None
         self._stop_sent = False
+        self._pipe_broken = False
 
     @classmethod
     async def spawn(
@@ -117,55 +168,85 @@ class WorkerHandle:
             )
         finally:
             child.close()
-        reader, raw_writer = await asyncio.open_unix_connection(sock=parent)
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
         info = WorkerInfo(worker_id, time.time())
-        return cls(info, process, reader, ipc.FrameWriter(raw_writer))
+        return cls(info, process, reader, writer)
 
     def start(self, on_event: EventSink, on_send: DataSink, on_close: CloseSink) -> None:
         self.reader_task = asyncio.create_task(self._read(on_event, on_send, on_close))
 
     async def _read(self, on_event: EventSink, on_send: DataSink, on_close: CloseSink) -> None:
+        # The sinks never wait: each event is handled as it arrives, whatever the
+        # state of the phone's socket or of any other session.
         try:
             while True:
                 frame = await ipc.read_frame(self._reader)
                 if frame is None:
                     break
                 if frame.type is ipc.FrameType.SEND:
-                    await on_send(frame.conn, frame.body)
+                    on_send(frame.conn, frame.body)
                 elif frame.type is ipc.FrameType.CLOSE:
-                    await on_close(frame.conn, frame.body.decode("ascii", "replace"))
+                    on_close(frame.conn, frame.body.decode("ascii", "replace"))
                 elif frame.type is ipc.FrameType.EVENT:
-                    await on_event(self, frame.json())
+                    on_event(self, frame.json())
                 else:
                     raise WorkerProtocolError(f"worker sent a {frame.type.name} frame")
         except (WorkerProtocolError, ConnectionError, ValueError):
             self.kill()
 
-    async def send(self, frame: ipc.Frame) -> bool:
+    # -- frames to the worker -------------------------------------------------------
+
+    def post(self, frame: ipc.Frame) -> bool:
+        """Put a frame in the pipe's buffer without waiting; False if the pipe is gone."""
+        if self._pipe_broken or self._writer.is_closing():
+            return False
         try:
-            await self._writer.write(frame)
-        except (ConnectionError, OSError):
+            self._writer.write(ipc.encode(frame))
+        except (ConnectionError, OSError, RuntimeError):
+            self._pipe_broken = True
             return False
         return True
 
+    async def send(self, frame: ipc.Frame) -> bool:
+        """Post a frame, then wait (up to ``PIPE_DEADLINE``) while the pipe is over its
+        high-water mark. For a phone's relay task: its phone waits, nobody else does."""
+        if not self.post(frame):
+            return False
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= PIPE_HIGH_WATER:
+            return True
+        try:
+            async with asyncio.timeout(PIPE_DEADLINE):
+                await self._writer.drain()
+        except TimeoutError:
+            return False
+        except (ConnectionError, OSError):
+            self._pipe_broken = True
+            return False
+        return True
+
+    # -- ending ----------------------------------------------------------------------
+
     def request_stop(self, reason: str) -> None:
-        """Mark the worker as ending (the first reason wins); ``stop`` tells it."""
+        """Mark the worker as ending (the first reason wins) and start its deadline."""
         if self.stop_requested is None:
             self.stop_requested = reason
+            self.stop_decided_at = asyncio.get_running_loop().time()
 
     async def stop(self, reason: str) -> None:
-        """Ask the worker to log out; kill it if it has not ended within the grace."""
+        """Log the worker out: STOP at once, SIGKILL at the deadline; returns when the
+        process is gone and its last events have been read."""
         self.request_stop(reason)
+        assert self.stop_decided_at is not None
         if not self._stop_sent:
             self._stop_sent = True
-            body = json.dumps({"reason": self.stop_requested}).encode()
-            await self.send(ipc.Frame(ipc.FrameType.STOP, body=body))
+            self.post(ipc.stop_frame(self.stop_requested or reason))
         try:
-            async with asyncio.timeout(STOP_GRACE):
+            async with asyncio.timeout_at(self.stop_decided_at + STOP_GRACE):
                 await self.process.wait()
         except TimeoutError:
             self.kill()
-            await self.process.wait()
+        await self.wait_closed()
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -174,6 +255,7 @@ class WorkerHandle:
     async def wait_closed(self) -> int:
         code = await self.process.wait()
         if self.reader_task is not None:
+            # The process is gone; what it wrote before is still in the pipe: read it.
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader_task
         self._writer.close()

@@ -66,11 +66,22 @@ class PairingFailed:
 
 @dataclass(frozen=True, slots=True)
 class SessionEnded:
-    """Logout: the session is over for good and can never be resumed."""
+    """Logout: the session is over for good and can never be resumed.
+
+    ``confirmed``: our own logout (``close(confirm=True)``) was answered by the peer's
+    Close, so the peer knows; ``by_peer``: the peer logged us out."""
 
     reason: str
     by_peer: bool
     undelivered: int
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeReceived:
+    """The peer's latest word on some state (unsequenced; see ``Endpoint.notify``)."""
+
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +98,5 @@ Event = (
     | PairingFailed
     | SessionEnded
     | StateChanged
+    | NoticeReceived
 )

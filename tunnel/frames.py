@@ -1,4 +1,4 @@
-"""The frames inside a record: Data, Ack, Ping, Pong, Close.
+"""The frames inside a record: Data, DataRun, Ack, Ping, Pong, Close, Notice.
 
 Compact and fixed: one type byte, big-endian integers, then bytes. Every frame but
 Close carries a cumulative ack, so acknowledgements ride on whatever flows.
@@ -22,6 +22,7 @@ class FrameType(IntEnum):
     PONG = 4
     CLOSE = 5
     DATA_RUN = 6
+    NOTICE = 7
 
 
 class CloseCode(IntEnum):
@@ -71,7 +72,17 @@ class Close:
     reason: str
 
 
-Frame = Data | DataRun | Ack | Ping | Pong | Close
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """State that only matters while it is current (the station's logout deadline, the
+    phone's battery): no sequence number, never queued or resent; the next one
+    supersedes it."""
+
+    ack: int
+    payload: bytes
+
+
+Frame = Data | DataRun | Ack | Ping | Pong | Close | Notice
 
 _U64 = struct.Struct(">Q")
 _TWO_U64 = struct.Struct(">QQ")
@@ -103,6 +114,8 @@ def encode_frame(frame: Frame) -> bytes:
             return bytes([FrameType.PING]) + _TWO_U64.pack(frame.ack, frame.token)
         if isinstance(frame, Pong):
             return bytes([FrameType.PONG]) + _TWO_U64.pack(frame.ack, frame.token)
+        if isinstance(frame, Notice):
+            return bytes([FrameType.NOTICE]) + _U64.pack(frame.ack) + frame.payload
     except struct.error:
         raise UsageError("frame field out of range") from None
     reason = frame.reason.encode("ascii", "replace")
@@ -131,6 +144,10 @@ def decode_frame(data: bytes) -> Frame:
             raise MalformedRecord("bad ping frame")
         ack, token = _TWO_U64.unpack_from(data, 1)
         return Ping(ack, token) if kind == FrameType.PING else Pong(ack, token)
+    if kind == FrameType.NOTICE:
+        if len(data) < 1 + _U64.size:
+            raise MalformedRecord("short notice frame")
+        return Notice(_U64.unpack_from(data, 1)[0], bytes(data[1 + _U64.size :]))
     if kind == FrameType.CLOSE:
         if len(data) < 2 or len(data) > 2 + MAX_CLOSE_REASON:
             raise MalformedRecord("bad close frame")

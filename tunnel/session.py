@@ -35,6 +35,7 @@ from tunnel.events import (
     LinkDown,
     LinkUp,
     MessageReceived,
+    NoticeReceived,
     Paired,
     PairingFailed,
     SessionEnded,
@@ -52,6 +53,7 @@ from tunnel.frames import (
     Data,
     DataRun,
     Frame,
+    Notice,
     Ping,
     Pong,
     decode_frame,
@@ -148,6 +150,10 @@ class Endpoint:
         self.session_id: bytes | None = None
         self.ended: str | None = None
         self.link_count = 0  # transports that became the session's link
+        # Our logout, waiting for the peer's Close in answer (close(confirm=True)):
+        # the reason, and when the Close last went out on a link.
+        self._logout: str | None = None
+        self._logout_sent: float | None = None
 
     # -- what the caller feeds in ----------------------------------------------------
 
@@ -192,6 +198,14 @@ class Endpoint:
             if now >= c.last_received + self.settings.link_timeout:
                 self._peer_failed(c, LinkTimeout("no sign of life"), now)
                 continue
+            if (
+                c is self._active
+                and self._logout_sent is not None
+                and now >= self._logout_sent + self.settings.link_timeout
+            ):
+                # The peer never answered our Close on this link: try another one.
+                self._peer_failed(c, LinkTimeout("logout not acknowledged"), now)
+                continue
             if now >= c.last_sent + self.settings.ping_interval:
                 c.ping_token += 1
                 self._send_frame(c, Ping(self._acked_cursor, c.ping_token), now)
@@ -206,6 +220,8 @@ class Endpoint:
         """
         if self.ended is not None:
             raise SessionClosed("the session has ended", reason=self.ended)
+        if self._logout is not None:
+            raise SessionClosed("the session is logging out", reason=self._logout)
         if len(payload) > self.max_payload:
             raise UsageError(
                 f"a message of {len(payload)} bytes does not fit in one record"
@@ -236,16 +252,56 @@ class Endpoint:
             self._ack_due = now
             self._flush(now)
 
-    def close(self, reason: str, now: float, *, code: CloseCode = CloseCode.LOGOUT) -> None:
-        """Log out: tell the peer if we can, and end the session for good."""
+    def notify(self, payload: bytes, now: float) -> bool:
+        """Send a notice (latest-state, unsequenced) if the link is up; False if not.
+
+        Nothing is queued: the caller sends its current state again on ``LinkUp``."""
+        if self._active is None or self.ended is not None:
+            return False
+        if len(payload) > self.max_payload:
+            raise UsageError("a notice must fit in one record")
+        self._send_frame(self._active, Notice(self._acked_cursor, payload), now)
+        self._flush(now)
+        return True
+
+    def close(
+        self,
+        reason: str,
+        now: float,
+        *,
+        code: CloseCode = CloseCode.LOGOUT,
+        confirm: bool = False,
+    ) -> None:
+        """Log out: tell the peer if we can, and end the session for good.
+
+        With ``confirm``, the session ends only when the peer answers our Close with its
+        own: until then the logout is pending, the Close goes again on every new link,
+        and ``SessionEnded(confirmed=True)`` says the peer knows. Without it, the
+        session ends at once (the station's way: its worker is about to exit)."""
         if self.ended is not None:
             return
+        if confirm:
+            self._logout = self._logout or reason
+            if self._active is not None and self._logout_sent is None:
+                self._send_close(self._active, code, now)
+            self._flush(now)
+            return
         if self._active is not None:
-            if self._acked_cursor > self._ack_sent:
-                # Let the peer count what we did receive before it reports losses.
-                self._send_frame(self._active, Ack(self._acked_cursor), now)
-            self._send_frame(self._active, Close(code, reason), now)
+            self._send_close(self._active, code, now, reason=reason)
         self._end(reason, by_peer=False)
+
+    def _send_close(self, c: _Conn, code: int, now: float, *, reason: str = "") -> None:
+        if self._acked_cursor > self._ack_sent:
+            # Let the peer count what we did receive before it reports losses.
+            self._send_frame(c, Ack(self._acked_cursor), now)
+        self._send_frame(c, Close(code, reason or self._logout or "logout"), now)
+        if self._logout is not None:
+            self._logout_sent = now
+
+    @property
+    def logout_pending(self) -> str | None:
+        """Our confirmed logout's reason while the peer has not answered it."""
+        return self._logout if self.ended is None else None
 
     # -- what the caller takes out ------------------------------------------------------
 
@@ -278,6 +334,8 @@ class Endpoint:
             else:
                 deadlines.append(c.last_received + self.settings.link_timeout)
                 deadlines.append(c.last_sent + self.settings.ping_interval)
+        if self._logout_sent is not None:
+            deadlines.append(self._logout_sent + self.settings.link_timeout)
         return min(deadlines, default=None)
 
     @property
@@ -321,7 +379,17 @@ class Endpoint:
                 self._on_data(frame.first_seq + i, payload, now)
         elif isinstance(frame, Ping):
             self._send_frame(c, Pong(self._acked_cursor, frame.token), now)
+        elif isinstance(frame, Notice):
+            self._out.events.append(NoticeReceived(frame.payload))
         elif isinstance(frame, Close):
+            if self._logout is not None:
+                # The answer to our logout (or the peer's own: the session is over
+                # either way, and the peer knows it).
+                self._close_conn(c, "logout")
+                self._end(self._logout, by_peer=False, confirmed=True)
+                return
+            # Answer, so a peer that asked to be logged out learns that we did.
+            self._send_frame(c, Close(CloseCode.LOGOUT, "logged out"), now)
             self._close_conn(c, "logout")
             self._end(frame.reason or "logout", by_peer=True)
 
@@ -404,6 +472,9 @@ class Endpoint:
         self._ack_sent = 0  # the new transport has heard no ack from us yet
         self._out.events.append(LinkUp(c.id, resumed))
         self._send_frame(c, Ack(self._acked_cursor), now)
+        self._logout_sent = None
+        if self._logout is not None:
+            self._send_close(c, CloseCode.LOGOUT, now)  # a logout still owed to the peer
 
     def _peer_failed(self, c: _Conn, exc: Exception, now: float) -> None:
         reason = getattr(exc, "close_reason", "protocol error")
@@ -429,12 +500,13 @@ class Endpoint:
     def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
         raise NotImplementedError
 
-    def _end(self, reason: str, *, by_peer: bool) -> None:
+    def _end(self, reason: str, *, by_peer: bool, confirmed: bool = False) -> None:
         self.ended = reason
+        self._logout = self._logout_sent = None
         for c in list(self._conns.values()):
             self._close_conn(c, "session ended")
         self._active = None
-        self._out.events.append(SessionEnded(reason, by_peer, self._queue.depth))
+        self._out.events.append(SessionEnded(reason, by_peer, self._queue.depth, confirmed))
 
 
 # -- the phone ---------------------------------------------------------------------

@@ -236,7 +236,7 @@ def test_logout_reports_what_never_reached_the_phone(station: Proc, tmp_path: Pa
     phone.signal(signal.SIGKILL)
     assert run([command("station"), "send", *_ctl(tmp_path), "-"], stdin="a\nb\nc").returncode == 0
     status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
-    assert status["sessions"][0]["depth"] == 3
+    assert status["sessions"][0]["queued"] == 3
     result = run([command("station"), "logout", *_ctl(tmp_path)])
     assert result.returncode == 0 and "3 command(s) were never delivered" in result.stdout
     assert station.wait_for("wiped", where=lambda e: e["session"] == session)["undelivered"] == 3

@@ -100,9 +100,14 @@ class EndpointPump:
         self.endpoint.acknowledge(seq, self.now())
         await self.drain()
 
-    async def close(self, reason: str) -> None:
-        self.endpoint.close(reason, self.now())
+    async def close(self, reason: str, *, confirm: bool = False) -> None:
+        self.endpoint.close(reason, self.now(), confirm=confirm)
         await self.drain()
+
+    async def notify(self, payload: bytes) -> bool:
+        sent = self.endpoint.notify(payload, self.now())
+        await self.drain()
+        return sent
 
     async def wait_changed(self) -> None:
         """Wait until the next drain (events or bytes moved)."""
