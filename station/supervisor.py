@@ -34,7 +34,7 @@ from station.control import ControlServer
 from station.errors import ConfigError
 from station.kiosk.browser import KioskBrowser
 from station.kiosk.pairing_screen import PairingScreen
-from station.lock import PathLock
+from station.lock import DirectoryLock, LockHeld
 from station.phone_socket import PhoneSocket
 from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
 from station.workers import WorkerHandle, WorkerInfo
@@ -103,7 +103,7 @@ class Supervisor:
         self.screen: PairingScreen | None = None
         self.browser: KioskBrowser | None = None
         self._browser_lock = asyncio.Lock()
-        self._lock: PathLock | None = None  # ours: the control path and its directory
+        self._lock: DirectoryLock | None = None  # ours: the control path and its directory
         self._policy_wake = asyncio.Event()
         self.ended: dict[str, dict[str, Any]] = {}  # session -> its wiped event, for logout
 
@@ -136,7 +136,13 @@ class Supervisor:
 
         # One owner per control path: taken before anything is created or removed, so
         # a second station fails without touching the first one's files.
-        self._lock = PathLock.acquire(Path(str(self.control_path) + ".lock"), what="station")
+        try:
+            self._lock = DirectoryLock.acquire(self.control_dir)
+        except LockHeld:
+            raise ConfigError(
+                f"another station{_holder(self.control_path)} is running with control socket"
+                f" {self.control_path}: stop it first, or choose another --control"
+            ) from None
         checks = run_preflight()
         self.emit(
             {
@@ -662,6 +668,18 @@ class Supervisor:
             "kiosk_browser": self.browser.pid if self.browser is not None else None,
             "sessions": sessions,
         }
+
+
+def _holder(control_path: Path) -> str:
+    """`` (pid N)`` of the station answering on ``control_path``, if it answers."""
+    from station.errors import ControlError
+    from station.jsonlines import request
+
+    try:
+        pid = request(control_path, {"op": "status"}, timeout=1.0).get("pid")
+    except ControlError:
+        return ""
+    return f" (pid {pid})" if isinstance(pid, int) else ""
 
 
 def default_control_path() -> Path:
