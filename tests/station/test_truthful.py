@@ -281,6 +281,10 @@ def test_unlink_offline_says_the_station_was_not_reached(tmp_path: Path) -> None
         home = init_phone(tmp_path / "phone")
         phone = _link(lan, station, home)
         session = station.wait_for("paired")["session"]
+        # The station's logout deadline (a notice) went before this command: once it is
+        # applied, the phone knows when the station's policy ends the session.
+        assert _send(tmp_path, "first").returncode == 0
+        assert len(_wait_log(home, 1)) == 1
         lan.down()
         phone.wait_for("link_down", timeout=15)
         started = time.monotonic()
