@@ -22,7 +22,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from bench.raw import WINDOW
 from medic_phone.node import PhoneNode, Target
 from medic_phone.store import PhoneStore
-from station.mirror import encode_command
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import pump_connection, ws_options
 from tunnel.events import Acked, Event, Settings
@@ -31,9 +30,10 @@ from tunnel.identity import PhoneIdentity
 from tunnel.offer import new_offer
 from tunnel.pake import generate_code
 from tunnel.session import StationEndpoint
+from wire.app import Command, encode
 
 # ~200 bytes on the wire inside the record, as the raw baseline's payload.
-COMMAND = encode_command("c" * 180)
+COMMAND = encode(Command("c" * 180))
 
 
 def p99(samples: list[float]) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -12,24 +11,16 @@ from typing import Any
 
 import click
 
+from medic_phone.cli_common import HOME as _HOME
+from medic_phone.cli_common import fail as _fail
+from medic_phone.cli_common import open_store as _open_store
+from medic_phone.cli_common import warn_if_clear as _warn_if_clear
 from medic_phone.errors import IdentityExists, PhoneError
 from medic_phone.keystore import create_identity, identity_path, resolve_home
-from medic_phone.passphrase import Unlocked, passphrase_file_option, read_passphrase, unlock
+from medic_phone.passphrase import passphrase_file_option, read_passphrase, unlock
 from medic_phone.sealing import new_store_key
 from medic_phone.store import PhoneStore
 from tunnel.errors import OfferFormatError, TunnelError
-
-_HOME = click.option(
-    "--home",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Phone data directory (default: $FIELDSTATION_PHONE_HOME or ~/.local/share/medic-phone).",
-)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"medic-phone: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +67,6 @@ def init(
         )
     except PhoneError as exc:
         _fail(str(exc))
-        return
     click.echo(f"Initialised {directory}")
     click.echo(f"Phone fingerprint: {identity.fingerprint}")
     if passphrase:
@@ -93,21 +83,6 @@ def init(
 async def _create_store(directory: Path, store_key: bytes | None) -> None:
     async with PhoneStore.create(directory, store_key=store_key):
         pass
-
-
-def _open_store(
-    directory: Path, unlocked: Unlocked
-) -> contextlib.AbstractAsyncContextManager[PhoneStore]:
-    return PhoneStore.open(directory, store_key=unlocked.store_key)
-
-
-def _warn_if_clear(store: PhoneStore, unlocked: Unlocked) -> None:
-    if unlocked.sealed and not store.sealed:
-        click.echo(
-            f"medic-phone: warning: {store.path} predates store sealing and is kept in clear;"
-            " to protect it, run init with --passphrase on a new home",
-            err=True,
-        )
 
 
 @main.command()
@@ -127,7 +102,6 @@ def discover(timeout: float, as_json: bool) -> None:
         stations = asyncio.run(run_discovery(timeout))
     except PhoneError as exc:
         _fail(str(exc))
-        return
     rows: list[dict[str, Any]] = [
         {
             "name": s.name,
@@ -186,7 +160,9 @@ def link(
             target = await resolve_target(
                 uri_or_code, store, station=station, connect=connect, listen_for=discover_timeout
             )
-            node = PhoneNode(store, unlocked.identity, emit, home=directory)
+            node = PhoneNode(
+                store, unlocked.identity, emit, home=directory, device_name=unlocked.device_name
+            )
             return await node.run(target)
 
     try:
@@ -196,10 +172,8 @@ def link(
         sys.exit(130)
     except OfferFormatError as exc:
         _fail(f"not a valid pairing URI or code: {exc}", 2)
-        return
     except (PhoneError, TunnelError) as exc:
         _fail(str(exc))
-        return
     sys.exit(code)
 
 
@@ -221,6 +195,20 @@ def _human_printer(event: dict[str, Any]) -> None:
         click.echo(f"[{event['seq']}] {event['text']}")
     elif kind == "logout":
         click.echo(f"Logged out ({event['reason']})")
+    elif kind == "expired":
+        click.echo(
+            f"[{event['seq']}] kept apart: it arrived {event['late_s']} s after its TTL of"
+            f" {event['ttl']:g} s ran out; `medic-phone pending` to confirm or discard it"
+        )
+    elif kind == "receipt":
+        if event["verified"]:
+            at = datetime.fromtimestamp(float(event["ended"]), UTC).strftime("%H:%M")
+            click.echo(
+                f"Station {event['station']!r}: session ended ({event['reason']}) at {at} UTC;"
+                f" {event['summary']} (signed receipt kept: `medic-phone receipts`)"
+            )
+        else:
+            click.echo("A wipe receipt arrived that does not verify: not kept", err=True)
     sys.stdout.flush()
 
 
@@ -242,7 +230,6 @@ def log(home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
         rows = asyncio.run(read())
     except PhoneError as exc:
         _fail(str(exc))
-        return
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -278,7 +265,6 @@ def say(home: Path | None, passphrase_file: Path | None, chat: str, text: str) -
         version = asyncio.run(add())
     except PhoneError as exc:
         _fail(str(exc))
-        return
     click.echo(f"added (version {version})")
 
 
@@ -312,13 +298,11 @@ def unlink(
         links = [r for r in links if str(r.info.get("session") or "").startswith(session)]
     if not links:
         _fail(f"no running `medic-phone link` for {directory} matches")
-        return
     if len(links) > 1 and not every:
         names = ", ".join(
             f"{r.info.get('station')} ({str(r.info.get('session'))[:16]})" for r in links
         )
         _fail(f"several links are running ({names}): choose --station, --session or --all")
-        return
     failed = False
     for running in links:
         try:
@@ -356,3 +340,13 @@ def _not_reached(station: str, reply: dict[str, Any]) -> str:
     else:
         text += "; the station's own policy (inactivity, by default 120 s) logs it out"
     return text
+
+
+def _register() -> None:
+    from medic_phone.cli_links import confirm, discard, links, pending, receipts
+
+    for command in (links, pending, confirm, discard, receipts):
+        main.add_command(command)
+
+
+_register()

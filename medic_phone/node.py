@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medic_phone.errors import PhoneError
 from medic_phone.link_control import ControlSocket, LinkLock, link_tag
+from medic_phone.station_news import StationNews, device_notice
 from medic_phone.store import IncomingCommand, PhoneStore, TypedMessages
-from station.mirror import Command, MirrorError, decode_command, encode_update
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector
 from tunnel.errors import QueueFull, SessionClosed
@@ -40,12 +40,23 @@ from tunnel.events import (
 )
 from tunnel.identity import PhoneIdentity
 from tunnel.session import PhoneEndpoint, PhoneState
+from wire import WireError
+from wire.app import (
+    Command,
+    Fates,
+    Policy,
+    Receipt,
+    ReceiptKey,
+    decode,
+    encode,
+    encode_update_rows,
+)
 
 PUSH_INTERVAL = 0.2  # seconds between checks for local changes to push
 KIOSK_CHAT = "kiosk"
 # A command typed at the kiosk becomes a message in the chat it was typed in, when the
 # phone has that chat, or else in the kiosk chat.
-_TYPED = TypedMessages("medic (kiosk)", KIOSK_CHAT, "Typed at the kiosk")
+TYPED_MESSAGES = TypedMessages("medic (kiosk)", KIOSK_CHAT, "Typed at the kiosk")
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -73,6 +84,7 @@ class PhoneNode:
         *,
         home: Path,
         settings: Settings | None = None,
+        device_name: str = "medic-phone",
     ) -> None:
         self.store = store
         self.identity = identity
@@ -89,7 +101,8 @@ class PhoneNode:
         self._flusher: asyncio.Task[None] | None = None
         self._ended_event = asyncio.Event()
         self._ended_how: SessionEnded | None = None
-        self.policy: dict[str, Any] | None = None  # the station's latest logout deadline
+        self.news = StationNews()
+        self.device_name = device_name
         self.last_contact: float | None = None
 
     # -- running -----------------------------------------------------------------------
@@ -160,9 +173,12 @@ class PhoneNode:
             assert self.link_id is not None
             await self.store.save_link_state(self.link_id, endpoint.export_state().to_bytes())
         elif isinstance(event, NoticeReceived):
-            self._on_notice(event.payload)
+            await self._on_notice(event.payload)
         elif isinstance(event, LinkUp):
             self.last_contact = time.time()
+            if self.link_id is not None:
+                await self.store.touch_link(self.link_id, self.last_contact)
+            await self.pump.notify(encode(device_notice(self.device_name)))
             self._links_up += 1
             if self._links_up > 1 or event.resumed:
                 self.emit({"event": "link_up"})
@@ -170,6 +186,8 @@ class PhoneNode:
                 await self._push_snapshot()
         elif isinstance(event, LinkDown):
             self.last_contact = time.time()
+            if self.link_id is not None:
+                await self.store.touch_link(self.link_id, self.last_contact)
             self.emit({"event": "link_down"})
         elif isinstance(event, MessageReceived):
             await self._apply(event.seq, event.payload)
@@ -187,9 +205,10 @@ class PhoneNode:
         # Group commit: a burst of commands is applied in one transaction (one fsync),
         # and acknowledged to the tunnel only after that commit.
         try:
-            command = decode_command(payload)
-        except MirrorError:
-            command = Command("(unreadable command)")
+            message = decode(payload)
+        except WireError:
+            message = Command("(unreadable command)")
+        command = message if isinstance(message, Command) else Command("(unreadable command)")
         self._pending.append((seq, command))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -202,17 +221,37 @@ class PhoneNode:
             endpoint = self.pump.endpoint
             station = endpoint.station if isinstance(endpoint, PhoneEndpoint) else ""
             now = time.time()
+            late = {seq: self.news.expired(c, now) for seq, c in batch}
             applied = await self.store.apply_commands(
                 [
-                    IncomingCommand(self.link_id, seq, c.text, station, now, c.chat)
+                    IncomingCommand(
+                        self.link_id, seq, c.text, station, now, c.chat, late[seq] is not None
+                    )
                     for seq, c in batch
                 ],
-                as_messages=_TYPED,
+                as_messages=TYPED_MESSAGES,
             )
             new = [item for item, fresh in zip(batch, applied, strict=True) if fresh]
+            expired = []
             for seq, command in new:
-                self.emit({"event": "command", "seq": seq, "text": command.text})
+                over = late[seq]
+                if over is None:
+                    self.emit({"event": "command", "seq": seq, "text": command.text})
+                else:
+                    expired.append(seq)
+                    self.emit(
+                        {
+                            "event": "expired",
+                            "seq": seq,
+                            "late_s": round(over, 1),
+                            "ttl": command.ttl,
+                        }
+                    )
             if self.pump.endpoint.ended is None:
+                if expired:
+                    # Said before the ack: the station never counts these as applied.
+                    with contextlib.suppress(QueueFull, SessionClosed):
+                        await self.pump.send(encode(Fates(expired=tuple(expired))))
                 await self.pump.acknowledge(batch[-1][0])
 
     # -- pushing the phone's state ------------------------------------------------------
@@ -233,7 +272,11 @@ class PhoneNode:
                 await self._push_rows("changes", version, chats, messages)
 
     async def _push_rows(
-        self, kind: str, version: int, chats: list[dict[str, Any]], messages: list[dict[str, Any]]
+        self,
+        kind: Literal["snapshot", "changes"],
+        version: int,
+        chats: list[dict[str, Any]],
+        messages: list[dict[str, Any]],
     ) -> None:
         """Push in parts that each fit one record: a snapshot first, then changes."""
         assert self.pump is not None
@@ -243,12 +286,12 @@ class PhoneNode:
         for message in messages:
             row = len(json.dumps(message)) + 1
             if part and size + row > budget:
-                await self._push(encode_update(kind, version, chats, part), None)
+                await self._push(encode_update_rows(kind, version, chats, part), None)
                 kind, chats, part, size = "changes", [], [], 0
             if row <= budget:  # a single message too large for a record is not mirrored
                 part.append(message)
                 size += row
-        await self._push(encode_update(kind, version, chats, part), version)
+        await self._push(encode_update_rows(kind, version, chats, part), version)
 
     async def _push(self, payload: bytes, version: int | None) -> None:
         assert self.pump is not None
@@ -261,15 +304,38 @@ class PhoneNode:
 
     # -- local control (unlink) --------------------------------------------------------
 
-    def _on_notice(self, payload: bytes) -> None:
+    async def _on_notice(self, payload: bytes) -> None:
         try:
-            notice = json.loads(payload)
-        except ValueError:
+            notice = decode(payload)
+        except WireError:
             return  # unsequenced and superseded by the next one: nothing to lose
-        if isinstance(notice, dict) and notice.get("type") == "policy":
-            at, reason = notice.get("logout_at"), notice.get("reason")
-            if isinstance(at, int | float) and isinstance(reason, str):
-                self.policy = {"logout_at": float(at), "reason": reason[:32]}
+        if isinstance(notice, Policy):
+            self.news.on_policy(notice)
+        elif isinstance(notice, ReceiptKey):
+            if self.news.learn_key(notice) and self.link_id is not None:
+                await self.store.set_receipt_key(self.link_id, notice.key)
+        elif isinstance(notice, Receipt):
+            await self.keep_receipt(notice)
+
+    async def keep_receipt(self, receipt: Receipt) -> None:
+        """A wipe receipt: checked, kept with the link, and told to the medic."""
+        facts = self.news.check_receipt(receipt)
+        if facts is None or self.link_id is None or facts.session != self.link_id:
+            self.emit({"event": "receipt", "verified": False})
+            return
+        await self.store.add_receipt(self.link_id, receipt.body, receipt.signature, time.time())
+        self.emit(
+            {
+                "event": "receipt",
+                "verified": True,
+                "session": facts.session,
+                "station": facts.station,
+                "reason": facts.reason,
+                "ended": facts.ended,
+                "undelivered_seqs": list(facts.undelivered),
+                "summary": facts.undelivered_text(),
+            }
+        )
 
     async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.pump is not None
@@ -284,14 +350,40 @@ class PhoneNode:
                 "session": self.link_id,
                 "linked": endpoint.linked,
                 "logout_pending": endpoint.logout_pending is not None,
-                "policy": self.policy,
+                "policy": self._policy(),
+                "last_contact": self.last_contact,
+                "queued": endpoint.undelivered,
             }
+        if op == "decide":
+            seq, confirm = request.get("seq"), request.get("confirm")
+            if not isinstance(seq, int) or not isinstance(confirm, bool):
+                return {"ok": False, "error": "decide needs seq and confirm"}
+            return await self.decide(seq, confirm=confirm)
         if op == "unlink":
             wait = request.get("wait", 10.0)
             if not isinstance(wait, int | float) or not 0 <= wait <= 3600:
                 return {"ok": False, "error": "wait must be 0 to 3600 seconds"}
             return await self._unlink(float(wait))
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _policy(self) -> dict[str, Any] | None:
+        policy = self.news.policy
+        return None if policy is None else {"logout_at": policy.logout_at, "reason": policy.reason}
+
+    async def decide(self, seq: int, *, confirm: bool) -> dict[str, Any]:
+        """The medic's word on a command kept apart; the station hears it at once."""
+        assert self.pump is not None
+        if self.link_id is None:
+            return {"ok": False, "error": "not linked"}
+        done = await self.store.decide(
+            self.link_id, seq, confirm=confirm, as_messages=TYPED_MESSAGES, now=time.time()
+        )
+        if not done:
+            return {"ok": False, "error": f"seq {seq} is not waiting on this link"}
+        report = Fates(confirmed=(seq,)) if confirm else Fates(discarded=(seq,))
+        with contextlib.suppress(QueueFull, SessionClosed):
+            await self.pump.send(encode(report))
+        return {"ok": True, "seq": seq, "state": "applied" if confirm else "discarded"}
 
     async def _unlink(self, wait: float) -> dict[str, Any]:
         """Log the station out and say whether it heard: the session ends only when the
@@ -323,7 +415,7 @@ class PhoneNode:
             "station": endpoint.station,
             "waited_s": wait,
             "last_contact": self.last_contact,
-            "policy": self.policy,
+            "policy": self._policy(),
             "error": "the station was not reached",
         }
 

@@ -44,6 +44,7 @@ class Unlocked:
     identity: PhoneIdentity = field(repr=False)
     store_key: bytes | None = field(repr=False)
     sealed: bool
+    device_name: str = "medic-phone"
 
 
 def read_passphrase(file: Path | None, *, ask: bool, confirm: bool = False) -> str | None:
@@ -101,4 +102,6 @@ def unlock(home: Path, passphrase_file: Path | None) -> Unlocked:
     sealed = is_sealed(home)
     passphrase = read_passphrase(passphrase_file, ask=True) if sealed else None
     stored = load_seed(home, passphrase=passphrase)
-    return Unlocked(PhoneIdentity.from_seed(stored.seed), stored.store_key, stored.sealed)
+    return Unlocked(
+        PhoneIdentity.from_seed(stored.seed), stored.store_key, stored.sealed, stored.device_name
+    )

@@ -72,7 +72,7 @@ __all__ = [
     "migrate",
 ]
 
-# Chats and messages go straight into the mirror's JSON (``station.mirror.encode_update``),
+# Chats and messages go straight into the mirror's JSON (``wire.app.encode_update_rows``),
 # so they stay plain dicts with the mirror's keys: chats {id, title}; messages {id, chat,
 # sender, body, sent_at}.
 Row = dict[str, Any]
@@ -87,6 +87,7 @@ class LinkRow(TypedDict):
     state: str  # 'linked' | 'ended'
     end_reason: str | None
     delivered: int
+    last_contact: float | None
 
 
 class CommandRow(TypedDict):
@@ -95,6 +96,15 @@ class CommandRow(TypedDict):
     station: str
     received_at: float
     link_id: str
+
+
+class ReceiptRow(TypedDict):
+    link_id: str
+    station: str
+    body: bytes
+    signature: bytes
+    key: bytes | None  # the session's receipt key, learnt inside the tunnel
+    received_at: float
 
 
 class IncomingCommand(NamedTuple):
@@ -106,6 +116,7 @@ class IncomingCommand(NamedTuple):
     station: str
     received_at: float
     chat: str | None = None  # the chat it was typed in at the kiosk, if any
+    expired: bool = False  # arrived after its TTL: kept apart for the medic to decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,12 @@ class TypedMessages:
     sender: str
     fallback_chat: str
     fallback_title: str
+
+
+def _typed_id(command: IncomingCommand) -> str:
+    """The message a command becomes: "<session, 16 hex>.<seq>", so the kiosk that typed
+    it can put its ticks on it (and a command can only ever become one message)."""
+    return f"{command.link_id[:16]}.{command.seq}"
 
 
 def _new_id() -> str:
@@ -399,14 +416,14 @@ class PhoneStore:
         if link_id is None:
             rows = await _all(
                 db,
-                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered"
-                " FROM links ORDER BY paired_at, rowid",
+                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered,"
+                " last_contact FROM links ORDER BY paired_at, rowid",
             )
         else:
             rows = await _all(
                 db,
-                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered"
-                " FROM links WHERE id = ?",
+                "SELECT id, key, station, station_info, paired_at, state, end_reason, delivered,"
+                " last_contact FROM links WHERE id = ?",
                 (link_id,),
             )
         return [
@@ -419,6 +436,7 @@ class PhoneStore:
                 state=str(r[5]),
                 end_reason=None if r[6] is None else str(r[6]),
                 delivered=int(r[7]),
+                last_contact=None if r[8] is None else float(r[8]),
             )
             for r in rows
         ]
@@ -474,17 +492,29 @@ class PhoneStore:
             # One statement per table, not one per row: each is a hop to SQLite's thread.
             seal = self._seal.text
             await db.executemany(
-                "INSERT INTO commands (link_id, seq, text, station, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(c.link_id, c.seq, seal(c.text), c.station, c.received_at) for c in fresh],
+                "INSERT INTO commands (link_id, seq, text, station, received_at, state, chat)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.link_id,
+                        c.seq,
+                        seal(c.text),
+                        c.station,
+                        c.received_at,
+                        "pending" if c.expired else "applied",
+                        None if c.chat is None else seal(c.chat),
+                    )
+                    for c in fresh
+                ],
             )
             await db.executemany(
                 "UPDATE links SET delivered = ? WHERE id = ?",
                 [(delivered, link_id) for link_id, delivered in cursors.items()],
             )
             known: set[str] = set()
-            if as_messages is not None and fresh:
-                known = await self._record_typed(db, fresh, as_messages)
+            applied = [c for c in fresh if not c.expired]
+            if as_messages is not None and applied:
+                known = await self._record_typed(db, applied, as_messages)
         self._known_chats |= known  # committed: they exist for good
         return results
 
@@ -525,7 +555,7 @@ class PhoneStore:
             "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (_new_id(), chat, seal(how.sender), seal(c.text), c.received_at, first + i)
+                (_typed_id(c), chat, seal(how.sender), seal(c.text), c.received_at, first + i)
                 for i, (c, chat) in enumerate(zip(fresh, chats, strict=True))
             ],
         )
@@ -539,18 +569,20 @@ class PhoneStore:
         return known
 
     async def commands(self, link_id: str | None = None) -> list[CommandRow]:
-        """The applied commands (of one link, or all), in order of application."""
+        """The applied commands (of one link, or all), in the order they reached the phone
+        (a command confirmed after its TTL stands where it arrived)."""
         async with self._transaction(write=False) as db:
             if link_id is None:
                 rows = await _all(
                     db,
-                    "SELECT seq, text, station, received_at, link_id FROM commands ORDER BY rowid",
+                    "SELECT seq, text, station, received_at, link_id FROM commands"
+                    " WHERE state = 'applied' ORDER BY rowid",
                 )
             else:
                 rows = await _all(
                     db,
                     "SELECT seq, text, station, received_at, link_id FROM commands"
-                    " WHERE link_id = ? ORDER BY rowid",
+                    " WHERE link_id = ? AND state = 'applied' ORDER BY rowid",
                     (link_id,),
                 )
         return [
@@ -563,6 +595,99 @@ class PhoneStore:
             )
             for r in rows
         ]
+
+    # -- commands kept apart, receipts, last contact ------------------------------------
+
+    async def pending(self) -> list[CommandRow]:
+        """Commands that arrived after their TTL, waiting for the medic, oldest first."""
+        async with self._transaction(write=False) as db:
+            rows = await _all(
+                db,
+                "SELECT seq, text, station, received_at, link_id FROM commands"
+                " WHERE state = 'pending' ORDER BY rowid",
+            )
+        return [
+            CommandRow(
+                seq=int(r[0]),
+                text=self._seal.open_text(r[1]),
+                station=str(r[2]),
+                received_at=float(r[3]),
+                link_id=str(r[4]),
+            )
+            for r in rows
+        ]
+
+    async def decide(
+        self, link_id: str, seq: int, *, confirm: bool, as_messages: TypedMessages, now: float
+    ) -> bool:
+        """Apply (``confirm``) or discard a pending command; False if it is not pending.
+        A confirmed command becomes its message in the same transaction."""
+        async with self._transaction(write=True) as db:
+            row = await _one(
+                db,
+                "SELECT text, station, chat FROM commands"
+                " WHERE link_id = ? AND seq = ? AND state = 'pending'",
+                (link_id, seq),
+            )
+            if row is None:
+                return False
+            await db.execute(
+                "UPDATE commands SET state = ?, decided_at = ? WHERE link_id = ? AND seq = ?",
+                ("applied" if confirm else "discarded", now, link_id, seq),
+            )
+            known: set[str] = set()
+            if confirm:
+                chat = None if row[2] is None else self._seal.open_text(row[2])
+                command = IncomingCommand(
+                    link_id, seq, self._seal.open_text(row[0]), str(row[1]), now, chat
+                )
+                known = await self._record_typed(db, [command], as_messages)
+        self._known_chats |= known
+        return True
+
+    async def set_receipt_key(self, link_id: str, key: bytes) -> None:
+        """Remember the key that signs this session's wipe receipt (the first one stays)."""
+        async with self._transaction(write=True) as db:
+            await db.execute(
+                "UPDATE links SET receipt_key = ? WHERE id = ? AND receipt_key IS NULL",
+                (bytes(key), link_id),
+            )
+
+    async def add_receipt(self, link_id: str, body: bytes, signature: bytes, at: float) -> bool:
+        """Keep a session's wipe receipt (content-free); False if it already has one."""
+        async with self._transaction(write=True) as db:
+            known = await _one(db, "SELECT 1 FROM receipts WHERE link_id = ?", (link_id,))
+            if known is not None:
+                return False
+            await db.execute(
+                "INSERT INTO receipts (link_id, body, signature, received_at) VALUES (?, ?, ?, ?)",
+                (link_id, bytes(body), bytes(signature), at),
+            )
+        return True
+
+    async def receipts(self) -> list[ReceiptRow]:
+        async with self._transaction(write=False) as db:
+            rows = await _all(
+                db,
+                "SELECT r.link_id, l.station, r.body, r.signature, l.receipt_key, r.received_at"
+                " FROM receipts r JOIN links l ON l.id = r.link_id ORDER BY r.received_at",
+            )
+        return [
+            ReceiptRow(
+                link_id=str(r[0]),
+                station=str(r[1]),
+                body=bytes(r[2]),
+                signature=bytes(r[3]),
+                key=None if r[4] is None else bytes(r[4]),
+                received_at=float(r[5]),
+            )
+            for r in rows
+        ]
+
+    async def touch_link(self, link_id: str, at: float) -> None:
+        """The station was last heard of at ``at`` (for `medic-phone links`)."""
+        async with self._transaction(write=True) as db:
+            await db.execute("UPDATE links SET last_contact = ? WHERE id = ?", (at, link_id))
 
     # -- the phone's own chats and messages ----------------------------------------------
 

@@ -19,7 +19,7 @@ import aiosqlite
 from medic_phone.errors import StoreCorrupt, StoreError, StoreMissing
 
 DB_FILE = "phone.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -82,6 +82,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # name 'seal_check': a known value sealed under the store key (see
         # medic_phone.sealing); absent in a store kept in clear.
         "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    ),
+    (
+        # A command that reached the phone after its TTL is kept apart ('pending') until
+        # the medic confirms ('applied') or discards it; chat: where it was typed
+        # (sealed like the text), so a confirmed one lands there.
+        "ALTER TABLE commands ADD COLUMN state TEXT NOT NULL DEFAULT 'applied'"
+        " CHECK (state IN ('applied', 'pending', 'discarded'))",
+        "ALTER TABLE commands ADD COLUMN chat BLOB",
+        "ALTER TABLE commands ADD COLUMN decided_at REAL",
+        # receipt_key: the session's Ed25519 key that signs its wipe receipt (public).
+        "ALTER TABLE links ADD COLUMN receipt_key BLOB",
+        "ALTER TABLE links ADD COLUMN last_contact REAL",
+        """CREATE TABLE receipts (
+            link_id TEXT PRIMARY KEY REFERENCES links (id),
+            body BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            received_at REAL NOT NULL
+        )""",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION

@@ -26,6 +26,32 @@ _CONTROL = click.option(
 )
 
 
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """Seconds, written 90, 90s, 500ms, 5m or 1h."""
+
+    name = "duration"
+    _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
+        number = text[: len(text) - len(unit)] if unit else text
+        try:
+            seconds = float(number) * self._UNITS.get(unit, 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (like 30s, 5m, 1h)", param, ctx)
+        if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+            self.fail(f"{value!r} is not a positive duration", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"station: {message}", err=True)
     sys.exit(code)
@@ -95,6 +121,13 @@ def main() -> None:
     help="Commands a session may hold for an offline phone before refusing more.",
 )
 @click.option(
+    "--command-ttl",
+    type=DURATION,
+    default=None,
+    help="A command that reaches the phone later than this after it was typed is kept apart "
+    "on the phone for the medic to confirm or discard (default: off; e.g. 10m).",
+)
+@click.option(
     "--ui-port",
     type=click.IntRange(0, 65535),
     default=0,
@@ -129,6 +162,7 @@ def start(
     wipe_every: float,
     offer_ttl: float,
     queue_limit: int,
+    command_ttl: float | None,
     ui_port: int,
     no_ui: bool,
     kiosk: bool,
@@ -157,6 +191,7 @@ def start(
         control=control,
         offer_ttl=offer_ttl,
         queue_limit=queue_limit,
+        command_ttl=command_ttl,
         ui=not no_ui,
         ui_port=ui_port,
         kiosk_browser=browser if kiosk else None,
@@ -247,6 +282,21 @@ def _qr(uri: str) -> str:
     help="Make a retry safe: a send with an id already queued in this session queues "
     "nothing again (with stdin, each line's id is ID:LINE).",
 )
+@click.option(
+    "--ttl",
+    type=DURATION,
+    default=None,
+    help="If it reaches the phone later than this (e.g. 2s, 10m), the phone keeps it apart "
+    "for the medic to confirm or discard, instead of applying it.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0, max=3600),
+    default=None,
+    metavar="SECONDS",
+    help="Wait until every command is applied on the phone; exit 4 (with the state each "
+    "reached) if that takes longer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per command.")
 @click.argument("text", required=False)
 def send(
@@ -254,6 +304,8 @@ def send(
     session: str | None,
     chat: str | None,
     send_id: str | None,
+    ttl: float | None,
+    wait: float | None,
     as_json: bool,
     text: str | None,
 ) -> None:
@@ -262,9 +314,10 @@ def send(
     stdin for anything about a patient.
 
     Each command is answered on its own: queued with its seq, or refused with the
-    reason. Exit status: 0 all queued, 3 some queued and some refused, 1 none queued.
+    reason. Exit status: 0 all queued (and, with --wait, applied), 3 some queued and
+    some refused, 1 none queued, 4 queued but not all applied within --wait.
     """
-    from station.mirror import MAX_TEXT
+    from wire.app import MAX_TEXT
 
     path = _control_path(control)
     try:
@@ -280,8 +333,10 @@ def send(
     else:
         lines, many = [(1, text)], False
     accepted = refused = 0
+    seqs: list[int] = []
+    late: dict[str, str] = {}
     try:
-        with JsonLinesClient(Path(str(route["control"]))) as worker:
+        with JsonLinesClient(Path(str(route["control"])), timeout=(wait or 0) + 10) as worker:
             for number, line in lines:
                 label = f"line {number}: " if many else ""
                 if len(line) > MAX_TEXT:
@@ -291,19 +346,32 @@ def send(
                     }
                 else:
                     key = None if send_id is None else (f"{send_id}:{number}" if many else send_id)
-                    request = {"op": "send", "text": line, "chat": chat, "id": key}
+                    request = {"op": "send", "text": line, "chat": chat, "id": key, "ttl": ttl}
                     reply = worker.request(request)
                 if reply.get("ok"):
                     accepted += 1
+                    seqs.append(int(str(reply["seq"])))
                 else:
                     refused += 1
                 _print_send(reply, number, label, short, as_json)
+            if wait is not None and seqs:
+                states = worker.request({"op": "wait", "seqs": seqs, "timeout": wait})
+                late = {q: s for q, s in dict(states.get("states", {})).items() if s != "applied"}
     except ControlError as exc:
         click.echo(f"station: {exc}", err=True)
         refused += 1
     if refused and accepted:
         click.echo(f"station: {accepted} command(s) queued, {refused} refused", err=True)
-    sys.exit(0 if not refused else (3 if accepted else 1))
+    if late:
+        listed = ", ".join(
+            f"seq {q}: {s}" for q, s in sorted(late.items(), key=lambda i: int(i[0]))
+        )
+        click.echo(f"station: not applied on the phone within {wait:g} s ({listed})", err=True)
+    elif wait is not None and seqs and not as_json:
+        click.echo(f"applied on the phone: seq {', '.join(map(str, seqs))}")
+    if refused:
+        sys.exit(3 if accepted else 1)
+    sys.exit(4 if late else 0)
 
 
 def _print_send(

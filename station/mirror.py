@@ -1,100 +1,16 @@
 """The kiosk's mirror of the phone: what the phone pushed, held in a RAM-only database.
 
-The application messages inside the tunnel are small JSON objects:
-
-* station -> phone: ``{"type": "command", "text": ..., "chat": ...}`` (one per thing typed
-  at the kiosk; ``chat`` is optional: the chat it was typed in)
-* phone -> station: ``{"type": "snapshot" | "changes", "version": V, "chats": [...],
-  "messages": [...]}``; a snapshot replaces the mirror, changes upsert into it.
+The messages that feed it (``wire.app.MirrorUpdate``: a snapshot replaces the mirror,
+changes upsert into it) are the application protocol's; this module only keeps them.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
-from station.errors import StationError
-
-MAX_TEXT = 4096
-MAX_CHAT_ID = 128
-
-
-class MirrorError(StationError):
-    """The phone pushed something that is not a valid mirror update (peer's fault)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """Something typed at the kiosk: its text and, when typed inside a chat, that chat."""
-
-    text: str
-    chat: str | None = None
-
-
-def encode_command(text: str, chat: str | None = None) -> bytes:
-    if not text:
-        raise ValueError("an empty command")
-    if len(text) > MAX_TEXT:
-        raise ValueError(f"{len(text):,} characters; the limit is {MAX_TEXT:,}")
-    body: dict[str, str] = {"type": "command", "text": text}
-    if chat is not None:
-        if not chat or len(chat) > MAX_CHAT_ID:
-            raise ValueError(f"a chat id is 1 to {MAX_CHAT_ID} characters")
-        body["chat"] = chat
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def decode_command(payload: bytes) -> Command:
-    try:
-        value = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise MirrorError("command is not JSON") from None
-    if not isinstance(value, dict) or value.get("type") != "command":
-        raise MirrorError("not a command")
-    text = value.get("text")
-    if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
-        raise MirrorError("command text missing or too long")
-    chat = value.get("chat")
-    if chat is not None and (not isinstance(chat, str) or not chat or len(chat) > MAX_CHAT_ID):
-        raise MirrorError("command chat id malformed")
-    return Command(text, chat)
-
-
-def encode_update(
-    kind: str, version: int, chats: list[dict[str, Any]], messages: list[dict[str, Any]]
-) -> bytes:
-    body = {"type": kind, "version": version, "chats": chats, "messages": messages}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorUpdate:
-    kind: str  # "snapshot" or "changes"
-    version: int
-    chats: list[tuple[str, str]]  # (id, title)
-    messages: list[tuple[str, str, str, str, float]]  # (id, chat, sender, body, sent_at)
-
-
-def decode_update(payload: bytes) -> MirrorUpdate:
-    try:
-        value = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise MirrorError("update is not JSON") from None
-    if not isinstance(value, dict) or value.get("type") not in ("snapshot", "changes"):
-        raise MirrorError("not a mirror update")
-    try:
-        chats = [(str(c["id"]), str(c["title"])) for c in value.get("chats", [])]
-        messages = [
-            (str(m["id"]), str(m["chat"]), str(m["sender"]), str(m["body"]), float(m["sent_at"]))
-            for m in value.get("messages", [])
-        ]
-        version = int(value["version"])
-    except (KeyError, TypeError, ValueError):
-        raise MirrorError("malformed mirror update") from None
-    return MirrorUpdate(str(value["type"]), version, chats, messages)
+from wire.app import MirrorUpdate
 
 
 def chat_row(chat_id: str, title: str) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class StationConfig:
     offer_ttl: float = 30.0
     max_sessions: int = 16
     queue_limit: int = 10_000
+    command_ttl: float | None = None  # seconds; a command older on arrival is kept apart
     ui: bool = True  # serve the kiosk page on 127.0.0.1
     ui_port: int = 0
     kiosk_browser: str | None = None  # a Chromium to launch on the kiosk page
@@ -251,6 +252,7 @@ class Supervisor:
                 control_dir=str(self.control_dir),
                 offer_ttl=self.config.offer_ttl,
                 queue_limit=self.config.queue_limit,
+                command_ttl=self.config.command_ttl,
                 ui_origin=self.screen.origin if self.screen is not None else None,
             )
             self.workers[handle.info.id] = handle
@@ -376,6 +378,26 @@ class Supervisor:
         elif kind == "activity":
             info.last_input = time.monotonic()
             self._policy_wake.set()
+        elif kind == "commands":
+            counts = event.get("commands")
+            if isinstance(counts, dict):
+                info.commands = {str(k): int(v) for k, v in counts.items()}
+            oldest, heard = event.get("oldest_queued_at"), event.get("last_heard")
+            info.oldest_queued_at = float(oldest) if isinstance(oldest, int | float) else None
+            info.last_heard = float(heard) if isinstance(heard, int | float) else info.last_heard
+        elif kind == "device" and info.session:
+            device, battery = event.get("name"), event.get("battery")
+            info.device_name = device[:64] if isinstance(device, str) else None
+            info.battery = battery if isinstance(battery, int) else None
+            self.emit(
+                {
+                    "event": "device",
+                    "session": info.session,
+                    "name": info.device_name,
+                    "battery": info.battery,
+                }
+            )
+            self._screen_changed()
         elif kind == "ended":
             info.ended_reason = handle.stop_requested or str(event.get("reason", "explicit"))
             seqs = event.get("undelivered_seqs")
@@ -451,6 +473,7 @@ class Supervisor:
             {
                 "id": str(h.info.session)[:16],
                 "fingerprint": h.info.fingerprint,
+                "name": h.info.device_name,
                 "page": h.info.page,
                 "linked": h.info.linked,
             }
@@ -644,6 +667,13 @@ class Supervisor:
                     "linked": info.linked,
                     "queued": info.ledger.depth,
                     "queued_seqs": info.ledger.undelivered[:50],
+                    "oldest_queued_s": round(time.time() - info.oldest_queued_at, 1)
+                    if info.oldest_queued_at is not None and info.ledger.depth
+                    else None,
+                    "commands": info.commands,
+                    "device": info.device_name,
+                    "battery": info.battery,
+                    "last_heard": info.last_heard,
                     "acked_through": info.ledger.acked,
                     "mirrored": info.mirrored,
                     "mirror_version": info.mirror_version,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -25,9 +24,11 @@ from typing import Any
 
 from station import ipc
 from station.errors import StationError
+from station.fates import CommandFate
 from station.jsonlines import serve_json_lines
 from station.kiosk.session_view import SessionView
-from station.mirror import Mirror, MirrorError, decode_update, encode_command
+from station.mirror import Mirror
+from station.session_record import SessionRecord
 from tunnel.aio.pump import EndpointPump
 from tunnel.errors import QueueFull, SessionClosed
 from tunnel.events import (
@@ -35,7 +36,9 @@ from tunnel.events import (
     Event,
     LinkDown,
     LinkUp,
+    LogoutRequested,
     MessageReceived,
+    NoticeReceived,
     Paired,
     PairingFailed,
     SessionEnded,
@@ -47,6 +50,8 @@ from tunnel.pake import generate_code
 from tunnel.session import StationEndpoint
 from wipe.harden import harden_process
 from wipe.memdb import open_memory_db
+from wire import WireError
+from wire.app import Command, Device, Fates, MirrorUpdate, Receipt, decode, encode
 
 # Seconds a logging-out worker gives its queue to reach a linked phone; it fits inside
 # the supervisor's STOP grace, after which the worker is killed whatever it is doing.
@@ -83,8 +88,10 @@ class Worker:
         self.control_path: Path | None = None
         self.last_acked = -1
         self.send_ids: dict[str, int] = {}  # `station send --id` -> the seq it got
-        self.policy_notice: bytes | None = None  # the latest logout deadline, for the phone
         self.view: SessionView | None = None
+        self.record: SessionRecord | None = None  # once paired
+        self.fate_waiters: list[asyncio.Future[None]] = []
+        self.receipt: Receipt | None = None  # signed at logout
 
     # -- offers ----------------------------------------------------------------------
 
@@ -123,6 +130,8 @@ class Worker:
         endpoint = self.pump.endpoint
         assert isinstance(endpoint, StationEndpoint)
         if isinstance(event, Paired):
+            self.record = SessionRecord(event.session_id.hex(), self.args.name)
+            endpoint.answer_close = False  # our last words (the receipt) precede our Close
             await self.open_control(event.session_id)
             page = await self.open_view(event.session_id.hex(), event.fingerprint or "")
             await self.out.write(
@@ -144,8 +153,13 @@ class Worker:
         elif isinstance(event, LinkUp):
             await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
             await self.report_acked()  # a resume may have acknowledged some at once
-            if self.policy_notice is not None:
-                await self.pump.notify(self.policy_notice)
+            if self.record is not None:
+                # Latest state, sent again on every link: the receipt key, our deadline.
+                await self.pump.notify(encode(self.record.receipt_key))
+                policy = self.record.current_policy()
+                if policy is not None:
+                    await self.pump.notify(encode(policy))
+            await self.fates_moved()
             if self.view is not None:
                 self.view.link_changed()
         elif isinstance(event, LinkDown):
@@ -153,11 +167,17 @@ class Worker:
             if self.view is not None:
                 self.view.link_changed()
         elif isinstance(event, MessageReceived):
-            await self.apply_update(event.payload)
+            await self.from_phone(event.payload)
+        elif isinstance(event, NoticeReceived):
+            await self.phone_notice(event.payload)
         elif isinstance(event, Acked):
             await self.report_acked()
+            await self.fates_moved()
             if self.view is not None:
                 self.view.acked(event.through)
+        elif isinstance(event, LogoutRequested):
+            self.stop_reason = "remote"  # the phone's unlink: our receipt, then our Close
+            self.stopping.set()
         elif isinstance(event, SessionEnded):
             reason = "remote" if event.by_peer else self.stop_reason
             self.stop_reason = reason
@@ -167,20 +187,78 @@ class Worker:
             )
             self.stopping.set()
 
-    async def apply_update(self, payload: bytes) -> None:
+    async def from_phone(self, payload: bytes) -> None:
+        """A sequenced message from the phone: its mirror, or its word on commands."""
         assert self.mirror is not None
         try:
-            update = decode_update(payload)
-        except MirrorError as exc:
+            message = decode(payload)
+        except WireError as exc:
             await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
             return
-        await self.mirror.apply(update)
+        if isinstance(message, Fates) and self.record is not None:
+            await self.fates_changed(self.record.phone_says(message))
+            return
+        if not isinstance(message, MirrorUpdate):
+            reason = f"unexpected {type(message).__name__} message from the phone"
+            await self.out.write(ipc.event_frame(event="mirror_error", reason=reason))
+            return
+        await self.mirror.apply(message)
         if self.view is not None:
-            self.view.mirrored(update)
+            self.view.mirrored(message)
         chats, messages = await self.mirror.counts()
         await self.out.write(
-            ipc.event_frame(event="mirror", version=update.version, chats=chats, messages=messages)
+            ipc.event_frame(event="mirror", version=message.version, chats=chats, messages=messages)
         )
+
+    async def phone_notice(self, payload: bytes) -> None:
+        try:
+            notice = decode(payload)
+        except WireError as exc:
+            await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
+            return
+        if isinstance(notice, Device) and self.record is not None:
+            self.record.device = notice
+            await self.out.write(
+                ipc.event_frame(event="device", name=notice.name, battery=notice.battery)
+            )
+            if self.view is not None:
+                self.view.health(self.record.summary())
+
+    async def fates_moved(self) -> None:
+        """The link sent or heard something: commands may now be sent or applied."""
+        if self.record is not None and self.pump is not None:
+            endpoint = self.pump.endpoint
+            assert isinstance(endpoint, StationEndpoint)
+            await self.fates_changed(self.record.link_moved(endpoint))
+
+    async def fates_changed(self, changed: list[CommandFate]) -> None:
+        if not changed or self.record is None:
+            return
+        if self.view is not None:
+            self.view.fates(changed)
+            self.view.health(self.record.summary())
+        await self.out.write(ipc.event_frame(event="commands", **self.record.summary()))
+        waiters, self.fate_waiters = self.fate_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for_fates(self, seqs: list[int], wait: float) -> dict[str, Any]:
+        """`station send --wait`: until every seq is applied (or settled), or the timeout."""
+        assert self.record is not None
+        settled = ("applied", "expired", "discarded", "undelivered")
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            fates = [self.record.fates.get(seq) for seq in seqs]
+            states = [f.state.value if f is not None else "unknown" for f in fates]
+            left = deadline - asyncio.get_running_loop().time()
+            if all(state in settled for state in states) or left <= 0:
+                return {"ok": True, "states": dict(zip(map(str, seqs), states, strict=True))}
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.fate_waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await waiter
 
     async def report_acked(self) -> None:
         assert self.pump is not None
@@ -190,7 +268,11 @@ class Worker:
             await self.out.write(ipc.event_frame(event="acked", through=acked))
 
     async def send_command(
-        self, text: str, chat: str | None, send_id: str | None = None
+        self,
+        text: str,
+        chat: str | None,
+        send_id: str | None = None,
+        ttl: float | None = None,
     ) -> dict[str, Any]:
         """Queue one typed command (from `station send` or the kiosk page).
 
@@ -202,8 +284,9 @@ class Worker:
         if send_id is not None and send_id in self.send_ids:
             seq = self.send_ids[send_id]
             return {"ok": True, "seq": seq, "duplicate": True, "depth": self.depth()}
+        ttl = ttl if ttl is not None else self.args.command_ttl
         try:
-            payload = encode_command(text, chat)
+            payload = encode(Command(text, chat, round(time.time(), 3), ttl))
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
         try:
@@ -217,7 +300,11 @@ class Worker:
             if len(self.send_ids) > MAX_SEND_IDS:
                 self.send_ids.pop(next(iter(self.send_ids)))
         await self.out.write(ipc.event_frame(event="queued", seq=seq))
+        if self.record is not None:
+            fate = self.record.queued(seq, ttl)
+            await self.fates_changed([fate])
         await self.pump.drain()
+        await self.fates_moved()
         return {"ok": True, "seq": seq, "depth": self.depth()}
 
     def depth(self) -> int:
@@ -278,7 +365,17 @@ class Worker:
                 return {"ok": False, "error": "chat must be a string"}
             if send_id is not None and (not isinstance(send_id, str) or len(send_id) > 200):
                 return {"ok": False, "error": "id must be a string of at most 200 characters"}
-            return await self.send_command(text, chat, send_id)
+            ttl = request.get("ttl")
+            if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
+                return {"ok": False, "error": "ttl must be a positive number of seconds"}
+            return await self.send_command(text, chat, send_id, ttl)
+        if op == "wait":
+            seqs, timeout = request.get("seqs"), request.get("timeout")
+            if not isinstance(seqs, list) or not all(isinstance(q, int) for q in seqs):
+                return {"ok": False, "error": "wait needs seqs"}
+            if not isinstance(timeout, int | float) or not 0 <= timeout <= 3600:
+                return {"ok": False, "error": "timeout must be 0 to 3600 seconds"}
+            return await self.wait_for_fates(seqs, float(timeout))
         if op == "status":
             endpoint = self.pump.endpoint
             chats, messages = await self.mirror.counts() if self.mirror else (0, 0)
@@ -323,14 +420,8 @@ class Worker:
                 if self.view is not None:
                     self.view.deadline(logout_in, reason)
                 # The phone hears it too: `medic-phone unlink` offline says when we end.
-                self.policy_notice = json.dumps(
-                    {
-                        "type": "policy",
-                        "logout_at": round(time.time() + logout_in, 1),
-                        "reason": reason,
-                    }
-                ).encode()
-                await self.pump.notify(self.policy_notice)
+                if self.record is not None:
+                    await self.pump.notify(encode(self.record.set_policy(logout_in, reason)))
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         report = harden_process(expected_ppid=self.args.ppid)
@@ -369,12 +460,27 @@ class Worker:
         return 0
 
     async def drain_then_close(self, endpoint: StationEndpoint) -> None:
+        """Give a linked phone the queue (briefly), then the signed wipe receipt, then
+        our Close: the receipt is the last thing the phone hears of this session."""
         assert self.pump is not None
         deadline = time.monotonic() + DRAIN_GRACE
-        while endpoint.linked and endpoint.undelivered and time.monotonic() < deadline:
+        while (
+            endpoint.linked
+            and endpoint.undelivered
+            and endpoint.logout_requested is None
+            and time.monotonic() < deadline
+        ):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - time.monotonic()):
                     await self.pump.wait_changed()
+        if self.record is not None:
+            await self.fates_moved()
+            undelivered = [seq for seq, _ in endpoint.queue.items()]
+            receipt = self.record.receipt(self.stop_reason, undelivered)
+            if self.view is not None:
+                self.view.fates(self.record.fates.all())
+            await self.pump.notify(encode(receipt))
+            self.receipt = receipt
         await self.pump.close(self.stop_reason)
         # Let the Close record reach the supervisor before the process ends.
         await asyncio.sleep(0)
@@ -394,6 +500,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--offer-ttl", type=float, default=30.0)
     parser.add_argument("--ppid", type=int, required=True)
     parser.add_argument("--queue-limit", type=int, default=10_000)
+    parser.add_argument(
+        "--command-ttl", type=float, default=None, help="default TTL of a command, seconds"
+    )
     parser.add_argument(
         "--ui-origin", default=None, help="the pairing screen's origin (frames this page)"
     )

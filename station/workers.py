@@ -55,6 +55,11 @@ class WorkerInfo:
     ended_reason: str | None = None
     logout_emitted: bool = False
     page: str | None = None  # the session page's address (its worker serves it)
+    device_name: str | None = None  # the name the phone was given at `init`
+    battery: int | None = None
+    commands: dict[str, int] = field(default_factory=dict)  # counts by fate
+    oldest_queued_at: float | None = None  # unix time, of the oldest not yet applied
+    last_heard: float | None = None  # unix time
     policy_sent: tuple[float, str] | None = None  # the last logout deadline told
     hardening: dict[str, Any] = field(default_factory=dict)
     ledger: CommandLedger = field(default_factory=lambda: CommandLedger())
@@ -133,6 +138,7 @@ class WorkerHandle:
         offer_ttl: float,
         queue_limit: int,
         ui_origin: str | None = None,
+        command_ttl: float | None = None,
     ) -> WorkerHandle:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [
@@ -156,6 +162,8 @@ class WorkerHandle:
         ]
         if ui_origin is not None:
             argv += ["--ui-origin", ui_origin]
+        if command_ttl is not None:
+            argv += ["--command-ttl", repr(command_ttl)]
         for host, port in addresses:
             argv += ["--address", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         try:

@@ -39,6 +39,11 @@ class ReliableChannel:
         return self._sent_through - self.acked
 
     @property
+    def sent_through(self) -> int:
+        """The highest seq written to the current link (resent ones count again)."""
+        return self._sent_through
+
+    @property
     def queued(self) -> int:
         """Submitted and not yet acknowledged (in flight or waiting)."""
         return self._queue.depth

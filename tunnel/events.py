@@ -78,6 +78,14 @@ class SessionEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class LogoutRequested:
+    """The peer sent Close and waits for ours (only when ``Endpoint.answer_close`` is
+    False: the application says its last words, then calls ``close``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class NoticeReceived:
     """The peer's latest word on some state (unsequenced; see ``Endpoint.notify``)."""
 
@@ -99,4 +107,5 @@ Event = (
     | SessionEnded
     | StateChanged
     | NoticeReceived
+    | LogoutRequested
 )

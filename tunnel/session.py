@@ -34,6 +34,7 @@ from tunnel.events import (
     Event,
     LinkDown,
     LinkUp,
+    LogoutRequested,
     MessageReceived,
     NoticeReceived,
     Paired,
@@ -154,6 +155,11 @@ class Endpoint:
         # the reason, and when the Close last went out on a link.
         self._logout: str | None = None
         self._logout_sent: float | None = None
+        # Answer a peer's Close at once (True), or let the application say its last
+        # words first: it gets LogoutRequested and then calls close() (the station
+        # sends the wipe receipt that way).
+        self.answer_close = True
+        self.logout_requested: str | None = None
 
     # -- what the caller feeds in ----------------------------------------------------
 
@@ -387,6 +393,11 @@ class Endpoint:
                 # either way, and the peer knows it).
                 self._close_conn(c, "logout")
                 self._end(self._logout, by_peer=False, confirmed=True)
+                return
+            if not self.answer_close:
+                if self.logout_requested is None:
+                    self.logout_requested = frame.reason or "logout"
+                    self._out.events.append(LogoutRequested(self.logout_requested))
                 return
             # Answer, so a peer that asked to be logged out learns that we did.
             self._send_frame(c, Close(CloseCode.LOGOUT, "logged out"), now)

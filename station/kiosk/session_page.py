@@ -90,9 +90,10 @@ class SessionPage:
             backlog.append(data)
         broadcast(self._clients, data)
 
-    async def close(self, reason: str) -> None:
-        """Tell every open page the session ended (it clears itself), then stop serving."""
-        self.broadcast({"type": "ended", "reason": reason})
+    async def close(self, reason: str, undelivered: list[int] | None = None) -> None:
+        """Tell every open page the session ended (it clears itself, keeping only the
+        seqs that never reached the phone), then stop serving."""
+        self.broadcast({"type": "ended", "reason": reason, "undelivered": undelivered or []})
         for ws in [*self._clients, *self._joining]:
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(1000, "session ended")

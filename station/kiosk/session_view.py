@@ -12,9 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from station.fates import CommandFate
 from station.kiosk.session_page import SessionPage
-from station.mirror import Mirror, MirrorUpdate, chat_row, message_row
+from station.mirror import Mirror, chat_row, message_row
 from tunnel.aio.pump import EndpointPump
+from wire.app import MirrorUpdate
 
 # A drop shorter than this is "reconnecting"; longer, the page says "offline".
 RECONNECTING_FOR = 10.0
@@ -51,6 +53,8 @@ class SessionView:
         self._offline_timer: asyncio.TimerHandle | None = None
         self._last_link: dict[str, Any] | None = None
         self._deadline: tuple[float, str] | None = None  # (monotonic time, reason)
+        self._fates: dict[int, dict[str, object]] = {}  # seq -> its latest fate, no text
+        self._health: dict[str, object] | None = None
         self.page = SessionPage(framed_by=framed_by, welcome=self._welcome, on_request=self._ask)
 
     async def start(self) -> str:
@@ -68,6 +72,10 @@ class SessionView:
         ]
         if self._deadline is not None:
             out.append(self._deadline_message())
+        if self._fates:
+            out.append({"type": "fates", "items": list(self._fates.values())})
+        if self._health is not None:
+            out.append(self._health)
         return out
 
     def _link_message(self) -> dict[str, Any]:
@@ -122,6 +130,30 @@ class SessionView:
             }
         )
 
+    def fates(self, changed: list[CommandFate]) -> None:
+        """Commands moved (queued, sent, applied, expired, ...): the ticks on the page."""
+        items = [fate.as_dict() for fate in changed]
+        for item in items:
+            self._fates[int(str(item["seq"]))] = item
+        while len(self._fates) > 1000:
+            del self._fates[next(iter(self._fates))]
+        self.page.broadcast({"type": "fates", "items": items})
+
+    def health(self, summary: dict[str, object]) -> None:
+        """The link at a glance: reachable, last contact, queue, oldest queued, battery."""
+        message = {
+            "type": "health",
+            "reachable": self._pump.endpoint.linked,
+            "last_heard": summary.get("last_heard"),
+            "queued": self._pump.endpoint.undelivered,
+            "oldest_queued_at": summary.get("oldest_queued_at"),
+            "device": summary.get("device"),
+            "battery": summary.get("battery"),
+        }
+        if message != self._health:
+            self._health = message
+            self.page.broadcast(message)
+
     def deadline(self, logout_in: float, reason: str) -> None:
         self._deadline = (time.monotonic() + logout_in, reason)
         self.page.broadcast(self._deadline_message())
@@ -129,7 +161,8 @@ class SessionView:
     async def close(self, reason: str) -> None:
         if self._offline_timer is not None:
             self._offline_timer.cancel()
-        await self.page.close(reason)
+        undelivered = sorted(s for s, f in self._fates.items() if f["state"] == "undelivered")
+        await self.page.close(reason, undelivered)
 
     # -- what the page asks for --------------------------------------------------------
 

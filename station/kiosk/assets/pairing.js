@@ -82,7 +82,7 @@
 
   function labelSession(s, index) {
     const entry = sessions.get(s.id);
-    entry.tab.textContent = `Medic ${index + 1}`;
+    entry.tab.textContent = s.name || `Medic ${index + 1}`; // the name given at `init`
     entry.tab.title = `Phone ${s.fingerprint || ""}`;
     entry.tab.classList.toggle("offline", !s.linked);
   }

@@ -12,7 +12,11 @@
 
   let chats = new Map(); // id -> title
   let messages = new Map(); // id -> {id, chat, sender, body, sent_at}
-  let pending = []; // [{ref, seq, chat, text}] typed here, not yet acknowledged by the phone
+  let pending = []; // [{ref, seq, chat, text}] typed here, not yet in the phone's mirror
+  let fates = new Map(); // seq -> {seq, state, at, queued_at, ttl?, confirmed?}: no text
+  let session16 = ""; // the phone names a command's message "<session16>.<seq>"
+  let device = "";
+  let fingerprint = "";
   let current = null;
   let nextRef = 1;
   let logoutAt = null;
@@ -34,6 +38,33 @@
 
   function time(seconds) {
     return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  const FATE_TEXT = {
+    queued: "queued",
+    sent: "✓ sent",
+    applied: "✓✓ on the phone",
+    expired: "expired: waiting for the medic on the phone",
+    discarded: "discarded on the phone",
+    undelivered: "never reached the phone",
+  };
+
+  function fateOf(seq) {
+    return seq ? fates.get(seq) : undefined;
+  }
+
+  function fateTag(seq, fallback) {
+    const fate = fateOf(seq);
+    const tag = el("span", "fate", fate ? `${FATE_TEXT[fate.state] ?? fate.state} · ${time(fate.at)}` : fallback);
+    tag.dataset.state = fate ? fate.state : "sending";
+    if (seq) tag.dataset.seq = String(seq);
+    return tag;
+  }
+
+  function seqOfMessage(id) {
+    // The phone names the message a command became "<session16>.<seq>".
+    if (!session16 || !id.startsWith(`${session16}.`)) return 0;
+    return Number.parseInt(id.slice(session16.length + 1), 10) || 0;
   }
 
   function latest(chatId) {
@@ -70,24 +101,45 @@
     const shown = [...messages.values()]
       .filter((m) => m.chat === (current ?? KIOSK_CHAT))
       .sort((a, b) => a.sent_at - b.sent_at);
+    const mirrored = new Set();
     const rows = shown.map((m) => {
       const item = el("li", m.sender.includes("kiosk") ? "message mine" : "message");
       item.append(el("span", "sender", m.sender), el("p", "body", m.body), el("time", "at", time(m.sent_at)));
+      const seq = seqOfMessage(m.id);
+      if (seq) {
+        mirrored.add(seq);
+        item.append(fateTag(seq, ""));
+      }
       return item;
     });
+    pending = pending.filter((p) => !p.seq || !mirroredAnywhere(p.seq));
     for (const p of pending) {
       if ((p.chat ?? KIOSK_CHAT) !== (current ?? KIOSK_CHAT)) continue;
       const item = el("li", "message mine pending");
-      item.append(el("p", "body", p.text), el("span", "at", p.seq ? "waiting for the phone" : "sending…"));
+      item.append(el("p", "body", p.text), fateTag(p.seq, p.seq ? "queued" : "sending…"));
       rows.push(item);
     }
     list.replaceChildren(...rows);
     list.scrollTop = list.scrollHeight;
   }
 
+  function mirroredAnywhere(seq) {
+    return messages.has(`${session16}.${seq}`);
+  }
+
   function render() {
     renderChats();
     renderMessages();
+  }
+
+  function renderHealth(h) {
+    const parts = [device ? `Phone ${device}` : `Phone ${fingerprint}`];
+    parts.push(h.reachable ? "reachable" : "not reachable");
+    if (h.last_heard) parts.push(`last contact ${new Date(h.last_heard * 1000).toLocaleTimeString()}`);
+    parts.push(`${h.queued} queued`);
+    if (h.oldest_queued_at) parts.push(`oldest ${Math.max(0, Math.round(Date.now() / 1000 - h.oldest_queued_at))} s`);
+    if (h.battery !== null && h.battery !== undefined) parts.push(`battery ${h.battery}%`);
+    $("who").textContent = parts.join(" · ");
   }
 
   function setLink(state, queued) {
@@ -116,20 +168,39 @@
     box.hidden = false;
   }
 
-  function wipe(reason) {
-    // The session is over: drop every message from memory and from the page.
+  function wipe(reason, undelivered) {
+    // The session is over: drop every message from memory and from the page. What is
+    // left is content-free: which of the commands typed here never reached the phone.
     ended = true;
     chats = new Map();
     messages = new Map();
     pending = [];
-    document.body.replaceChildren(el("p", "ended", `Logged out (${reason}). Nothing of this session is kept.`));
+    fates = new Map();
+    const notes = [el("p", "ended", `Logged out (${reason}). Nothing of this session is kept.`)];
+    if (undelivered && undelivered.length) {
+      const n = undelivered.length;
+      const lost = el("p", "ended undelivered", `${n} message${n === 1 ? "" : "s"} typed here never reached the phone (seq ${undelivered.join(", ")}).`);
+      lost.dataset.state = "undelivered";
+      notes.push(lost);
+    }
+    document.body.replaceChildren(...notes);
   }
 
   socket.onmessage = (event) => {
     const msg = JSON.parse(event.data);
     switch (msg.type) {
       case "hello":
+        session16 = msg.session;
+        fingerprint = msg.fingerprint;
         $("who").textContent = `Phone ${msg.fingerprint}`;
+        break;
+      case "fates":
+        for (const f of msg.items) fates.set(f.seq, f);
+        renderMessages();
+        break;
+      case "health":
+        if (msg.device) device = msg.device;
+        renderHealth(msg);
         break;
       case "mirror":
         if (msg.reset) {
@@ -150,7 +221,6 @@
         break;
       }
       case "acked":
-        pending = pending.filter((p) => !p.seq || p.seq > msg.through);
         renderMessages();
         break;
       case "error": {
@@ -167,7 +237,7 @@
         tickCountdown();
         break;
       case "ended":
-        wipe(msg.reason);
+        wipe(msg.reason, msg.undelivered);
         break;
     }
   };
