@@ -288,7 +288,7 @@ class Supervisor:
                 "queued_total": info.ledger.queued_total,
                 "exit": code,
             }
-            self.ended[info.session] = wiped
+            self.ended[info.session] = {**wiped, "at": time.time(), "name": info.device_name}
             while len(self.ended) > 64:
                 self.ended.pop(next(iter(self.ended)))
             self.emit(wiped)
@@ -487,7 +487,24 @@ class Supervisor:
             "offer": offer,
             "full": full and offer is None,
             "sessions": sessions,
+            "wiped": self._recent_wipes(),
         }
+
+    def _recent_wipes(self) -> list[dict[str, Any]]:
+        """The last few logouts of the past 10 minutes: ids, reasons and seqs, no content."""
+        now = time.time()
+        recent = [w for w in self.ended.values() if now - float(w.get("at", 0)) < 600]
+        return [
+            {
+                "id": str(w["session"])[:16],
+                "name": w.get("name"),
+                "reason": w["reason"],
+                "at": w["at"],
+                "count": w["undelivered"],
+                "undelivered": w["undelivered_seqs"][:20],
+            }
+            for w in recent[-5:]
+        ]
 
     def _offer_uri(self, offer_id: str) -> str | None:
         standby = self.standby.info if self.standby is not None else None

@@ -97,8 +97,27 @@
     if (selected === `session-${id}`) select("pairing");
   }
 
+  function showWiped(wiped) {
+    // Content-free: which commands typed at a logged-out session never reached its phone.
+    $("wiped").replaceChildren(
+      ...(wiped || []).map((w) => {
+        const item = document.createElement("li");
+        item.className = "notice wiped-session";
+        const who = w.name || `session ${w.id}`;
+        const at = new Date(w.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        const lost = w.count
+          ? `${w.count} message${w.count === 1 ? "" : "s"} typed here never reached the phone (seq ${w.undelivered.join(", ")}${w.count > w.undelivered.length ? ", …" : ""}).`
+          : "Every message typed here reached the phone.";
+        item.textContent = `${who} logged out (${w.reason}) at ${at}. ${lost}`;
+        item.dataset.undelivered = String(w.count);
+        return item;
+      }),
+    );
+  }
+
   function apply(state) {
     $("station-name").textContent = state.station;
+    showWiped(state.wiped);
     document.title = `Field Station · ${state.station}`;
     showOffer(state.offer, state.full);
     const live = new Set(state.sessions.map((s) => s.id));
