@@ -88,3 +88,40 @@ def two_hosts() -> Iterator[Lan]:
     finally:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
+
+
+@contextmanager
+def switched_hosts(count: int) -> Iterator[list[Host]]:
+    """``count`` hosts on one /24, each a namespace with a veth to a bridge that lives in
+    a namespace of its own (a switch): nothing is added to the machine's own network."""
+    reason = root_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    tag = secrets.token_hex(3)
+    subnet = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(250)}"
+    switch = f"fs-sw-{tag}"
+    hosts = [Host(f"fs-h{i}-{tag}", f"{subnet}.{i + 1}", f"fsh{i}-{tag}") for i in range(count)]
+    created: list[str] = []
+    try:
+        _ip("netns", "add", switch)
+        created.append(switch)
+        _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", switch, "link", "set", "br0", "up")
+        for i, host in enumerate(hosts):
+            _ip("netns", "add", host.ns)
+            created.append(host.ns)
+            port = f"fsp{i}-{tag}"
+            _ip("link", "add", host.device, "type", "veth", "peer", "name", port)
+            _ip("link", "set", host.device, "netns", host.ns)
+            _ip("link", "set", port, "netns", switch)
+            _ip("-n", switch, "link", "set", port, "master", "br0")
+            _ip("-n", switch, "link", "set", port, "up")
+            _ip("-n", host.ns, "addr", "add", f"{host.address}/24", "dev", host.device)
+            _ip("-n", host.ns, "link", "set", host.device, "multicast", "on")
+            _ip("-n", host.ns, "link", "set", host.device, "up")
+            _ip("-n", host.ns, "link", "set", "lo", "up")
+            _ip("-n", host.ns, "route", "add", "224.0.0.0/4", "dev", host.device)
+        yield hosts
+    finally:
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
