@@ -98,6 +98,7 @@ async def test_a_change_while_a_page_is_welcomed_follows_the_welcome() -> None:
             assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
                 "type": "ended",
                 "reason": "explicit",
+                "undelivered": [],
             }
     finally:
         await page.close("test over")
