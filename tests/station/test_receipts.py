@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run, start_station
+from tests.procs import command, init_phone, link_phone, run, start_station
 
 pytestmark = pytest.mark.integration
 
