@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv test test-fast demo lint format bench clean system-deps
+.PHONY: all venv test test-slow test-all demo lint format bench clean system-deps
 
 all: test
 
@@ -35,13 +35,18 @@ system-deps:
 		echo "system-deps: missing$$missing (run as root to install); the tests that need them will say why they skip"; \
 	fi
 
-# The whole suite. pytest's exit code 5 (nothing collected) is a failure here.
+# The default suite (a few minutes): everything but the long drills and soaks marked
+# `slow`, which CI runs too (`make test-slow`, see .ci/run). pytest's exit code 5
+# (nothing collected) is a failure here.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; exit $$rc
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+test-slow: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no slow tests were collected: failing"; exit 1; fi; exit $$rc
+
+test-all: test test-slow
 
 demo: $(STAMP)
 	$(BIN)/station simulate
