@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from drill.profiles import PROFILES
 from station.errors import ControlError, StationError
 from station.jsonlines import JsonLinesClient
 from station.jsonlines import request as control_client_request
@@ -495,7 +496,7 @@ def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) 
 @click.option("--phones", type=click.IntRange(1, 16), default=3, show_default=True)
 @click.option(
     "--profile",
-    type=click.Choice(["flaky-wifi", "blackout", "hotspot", "custom"]),
+    type=click.Choice([*PROFILES, "custom"]),
     default="flaky-wifi",
     show_default=True,
     help="The links' fault profile; custom reads --scenario.",
@@ -504,7 +505,8 @@ def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) 
     "--scenario",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="TOML timeline: [[phone]] tables with events = [{kind, start, end}].",
+    help="TOML timeline: [[phone]] tables with events = [{kind, start, end}] and optional"
+    " latency, jitter, bandwidth.",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same timeline.")
 @click.option(
@@ -537,8 +539,10 @@ def simulate(
     """
     from rich.console import Console
 
-    from station.simulate import SimConfig, clean, print_report
-    from station.simulate import simulate as run_simulation
+    from drill.errors import DrillError
+    from drill.report import clean, print_report
+    from drill.simulate import SimConfig
+    from drill.simulate import simulate as run_simulation
 
     config = SimConfig(
         phones=phones, profile=profile, scenario=scenario, seed=seed, duration=duration, rate=rate
@@ -546,7 +550,7 @@ def simulate(
     console = Console(stderr=as_json)
     try:
         report = asyncio.run(run_simulation(config, console))
-    except StationError as exc:
+    except DrillError as exc:
         _fail(str(exc), 2)
         return
     if as_json:
@@ -568,7 +572,7 @@ def _host_port(value: str) -> tuple[str, int]:
 @click.option("--target", required=True, metavar="HOST:PORT", help="The station.")
 @click.option(
     "--profile",
-    type=click.Choice(["none", "flaky-wifi", "blackout", "hotspot"]),
+    type=click.Choice(["none", *PROFILES]),
     default="none",
     show_default=True,
 )
@@ -611,36 +615,40 @@ def proxy(
 ) -> None:
     """A fault-injecting TCP proxy between a phone and a station.
 
-    Type commands on stdin to force the link by hand: down, up, blackhole, cut, status.
+    Type commands on stdin to force the link by hand: down, up, cut, status, and
+    blackhole [to_station|to_phone] (both ways when not said).
     """
-    from station.proxy import FaultProxy, Toxics
-    from station.simulate import SimConfig, schedules
+    from dataclasses import replace
 
-    schedule = None
-    conditions = None
-    if scenario is not None:
-        schedule = schedules(SimConfig(phones=1, profile="custom", scenario=scenario))[0]
-    elif profile != "none":
-        config = SimConfig(phones=1, profile=profile, seed=seed, duration=duration)
-        schedule = schedules(config)[0]
-        from station.simulate import _profile
+    from drill.errors import DrillError
+    from drill.profiles import LinkConditions
+    from drill.proxy import FaultProxy
+    from drill.scenario import PhoneLink, generated_links, scenario_links
 
-        conditions = _profile(profile).conditions
-    toxics = Toxics(
-        latency=latency
-        if latency is not None
-        else (conditions.latency_a_to_b if conditions else 0),
-        jitter=jitter if jitter is not None else (conditions.jitter if conditions else 0),
-        bandwidth=bandwidth,
-        slicer=slicer,
-        limit=limit,
+    link: PhoneLink | None = None
+    try:
+        if scenario is not None:
+            link = scenario_links(scenario, 1)[0]
+        elif profile != "none":
+            link = generated_links(profile, seed=seed, phones=1, duration=duration)[0]
+    except DrillError as exc:
+        _fail(str(exc), 2)
+        return
+    base = link.conditions if link is not None else LinkConditions()
+    conditions = replace(
+        base,
+        latency=base.latency if latency is None else latency,
+        jitter=base.jitter if jitter is None else jitter,
+        bandwidth=base.bandwidth if bandwidth is None else bandwidth,
+        slicer=base.slicer if slicer is None else slicer,
+        limit=base.limit if limit is None else limit,
     )
 
     async def run() -> None:
-        fault = FaultProxy(_host_port(listen), _host_port(target), toxics=toxics, seed=seed)
+        fault = FaultProxy(_host_port(listen), _host_port(target), conditions=conditions, seed=seed)
         await fault.start()
-        if schedule is not None:
-            fault.begin(schedule)
+        if link is not None:
+            fault.begin(link.schedule)
         click.echo(
             f"proxy on port {fault.port} -> {target}; commands: down up blackhole cut status"
         )
@@ -649,15 +657,22 @@ def proxy(
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         try:
             while line := await reader.readline():
-                command = line.decode().strip()
-                if command in ("down", "up", "blackhole", "cut"):
-                    getattr(fault, command)()
-                if command:
-                    s = fault.stats
-                    click.echo(
-                        f"state {fault.state}; connections {s.connections},"
-                        f" resets {s.resets}, refused {s.refused}"
-                    )
+                words = line.decode().split()
+                if not words:
+                    continue
+                if words == ["blackhole", "to_station"] or words == ["blackhole", "to_phone"]:
+                    fault.blackhole("to_station" if words[1] == "to_station" else "to_phone")
+                elif len(words) == 1 and words[0] in ("down", "up", "blackhole", "cut"):
+                    getattr(fault, words[0])()
+                elif words != ["status"]:
+                    click.echo(f"unknown command {' '.join(words)!r}", err=True)
+                    continue
+                s = fault.stats
+                held = f" ({fault.held})" if fault.held not in (None, "both") else ""
+                click.echo(
+                    f"state {fault.state}{held}; connections {s.connections},"
+                    f" resets {s.resets}, refused {s.refused}"
+                )
             await asyncio.Event().wait()  # stdin closed: run until interrupted
         finally:
             await fault.stop()
@@ -666,5 +681,5 @@ def proxy(
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
-    except StationError as exc:
+    except DrillError as exc:
         _fail(str(exc), 2)

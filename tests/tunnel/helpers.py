@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tunnel.events import MessageReceived, Settings
@@ -55,5 +56,5 @@ def paired(**kwargs: object) -> Setup:
     return setup
 
 
-def received(events: list[object]) -> list[bytes]:
+def received(events: Sequence[object]) -> list[bytes]:
     return [e.payload for e in events if isinstance(e, MessageReceived)]

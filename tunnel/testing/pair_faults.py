@@ -1,84 +1,104 @@
-"""Seeded faults injected into a ``ConnectionPair`` (the property tests' driver).
+"""Faults played on a ``ConnectionPair``, one action at a time: the property tests' driver.
 
-Each ``tick`` draws one action from a seeded ``random.Random``: deliver a message, or
-inject a fault. Faults follow what a WebSocket over flaky WiFi can really do, plus what
-an active attacker can do:
+An action is one of:
 
-* ``drop``: a message is lost -- on TCP that means the connection broke, so the link is
-  cut right after;
-* ``cut``: the connection closes and both ends are told;
-* ``blackhole``: nothing more is delivered and nobody is told (only liveness notices);
-* ``delay``: time passes (timers fire: acks, pings, timeouts);
-* ``duplicate``: an attacker replays a record this transport already carried;
-* ``reorder``: an attacker swaps two pending messages;
-* ``tamper``: an attacker flips a bit in a pending message.
+* ``Deliver(count)`` -- the network carries up to ``count`` pending messages;
+* ``Wait(seconds)`` -- time passes: timers fire (acks, pings, liveness), windows end;
+* a ``drill.faults.FaultEvent`` -- the network fails, as the one fault model says (a
+  cut, a down window, a blackhole both ways or one way); its times count from now;
+* an attacker's move on the current transport, which no network does on its own:
+  ``Replay`` a record it already carried, ``Reorder`` the next two messages one way,
+  ``Tamper`` with a pending message (one bit).
 
-The same seed gives the same run, so a failure found by a property test replays.
+Tests draw actions with the Hypothesis strategies of ``tunnel.testing.strategies``, so
+a failing case shrinks to the few actions that matter. Between actions, the phone
+reconnects whenever it wants a transport and the network lets it.
 """
 
 from __future__ import annotations
 
-import random
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from tunnel.testing.pair import PHONE, STATION, ConnectionPair
-
-ACTIONS = ("deliver", "drop", "cut", "blackhole", "delay", "duplicate", "reorder", "tamper")
+from drill.faults import FaultEvent
+from tunnel.testing.pair import ConnectionPair, Transport
 
 
 @dataclass(frozen=True)
-class FaultRates:
-    """Relative weights of each action per tick (deliver dominates a healthy link)."""
-
-    deliver: float = 20.0
-    drop: float = 0.3
-    cut: float = 0.3
-    blackhole: float = 0.1
-    delay: float = 1.0
-    duplicate: float = 0.3
-    reorder: float = 0.2
-    tamper: float = 0.2
-    max_delay: float = 0.5
-
-    def weights(self) -> list[float]:
-        return [getattr(self, name) for name in ACTIONS]
+class Deliver:
+    count: int = 1
 
 
-@dataclass
+@dataclass(frozen=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Replay the ``pick``-th (modulo) message the current transport carried."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class Reorder:
+    """Swap the next two messages in flight towards ``destination`` (PHONE or STATION)."""
+
+    destination: str
+
+
+@dataclass(frozen=True)
+class Tamper:
+    """Flip bit ``bit`` of byte ``pick`` (modulo) of the next message in flight."""
+
+    destination: str
+    pick: int
+    bit: int
+
+
+Attack = Replay | Reorder | Tamper
+Action = Deliver | Wait | FaultEvent | Attack
+
+
 class PairFaults:
-    pair: ConnectionPair
-    seed: int
-    rates: FaultRates = field(default_factory=FaultRates)
-    counts: Counter[str] = field(default_factory=Counter)
+    """Plays actions on ``pair`` and counts what each one did (``counts``)."""
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
+    def __init__(self, pair: ConnectionPair) -> None:
+        self.pair = pair
+        self.counts: Counter[str] = Counter()
 
-    def tick(self) -> str:
-        """One step of the link; reconnects when the phone wants a transport."""
+    def reconnect(self) -> bool:
+        """Open a transport if the phone wants one and the network allows it."""
         pair = self.pair
-        if pair.phone.wants_transport and pair.phone.ended is None:
+        if pair.phone.wants_transport and pair.phone.ended is None and pair.can_connect():
             pair.connect()
             self.counts["connect"] += 1
-            return "connect"
-        action = self.rng.choices(ACTIONS, weights=self.rates.weights())[0]
-        done = getattr(self, f"_{action}")()
-        if done:
-            self.counts[action] += 1
-        return action if done else "idle"
+            return True
+        return False
 
-    def run(self, ticks: int) -> None:
-        for _ in range(ticks):
-            self.tick()
+    def act(self, action: Action) -> bool:
+        """Play one action; False when it had nothing to act on (no transport, no bytes)."""
+        self.reconnect()
+        done = self._play(action)
+        if done:
+            self.counts[
+                action.kind if isinstance(action, FaultEvent) else type(action).__name__
+            ] += 1
+        return done
+
+    def run(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            self.act(action)
 
     def heal(self, *, timeout: float = 30.0) -> bool:
-        """Stop the faults and let everything settle; True when both ends are idle."""
+        """No more faults from us: let the link recover and both queues drain. True once
+        both ends are linked with nothing unacknowledged (or the session has ended)."""
         pair = self.pair
 
         def settled() -> bool:
-            if pair.phone.wants_transport and pair.phone.ended is None:
-                pair.connect()
+            self.reconnect()
             return pair.phone.ended is not None or (
                 pair.phone.linked
                 and pair.station.linked
@@ -90,62 +110,38 @@ class PairFaults:
 
     # -- actions -------------------------------------------------------------------
 
-    def _pending(self) -> list[tuple[str, deque[bytes]]]:
-        t = self.pair.current
-        if t is None or t.blackholed:
-            return []
-        return [(d, q) for d, q in ((STATION, t.to_station), (PHONE, t.to_phone)) if q]
-
-    def _deliver(self) -> bool:
-        return self.pair.step()
-
-    def _drop(self) -> bool:
-        pending = self._pending()
-        if not pending:
+    def _play(self, action: Action) -> bool:
+        pair = self.pair
+        if isinstance(action, Deliver):
+            return sum(pair.step() for _ in range(action.count)) > 0
+        if isinstance(action, Wait):
+            pair.advance(action.seconds)
+            return True
+        if isinstance(action, FaultEvent):
+            pair.apply(action.shifted(pair.now))
+            return True
+        pair.collect()  # what the ends wrote is in flight, where an attacker can reach it
+        t = pair.current
+        if t is None:
             return False
-        _, queue = self.rng.choice(pending)
-        queue.popleft()
-        self.pair.cut()
+        if isinstance(action, Replay):
+            return self._replay(t, action)
+        pending = t.queue(action.destination)
+        if isinstance(action, Reorder):
+            if len(pending) < 2:
+                return False
+            pending[0], pending[1] = pending[1], pending[0]
+            return True
+        if not pending or not pending[0]:
+            return False
+        data = bytearray(pending[0])
+        data[action.pick % len(data)] ^= 1 << (action.bit % 8)
+        pending[0] = bytes(data)
         return True
 
-    def _cut(self) -> bool:
-        if self.pair.current is None:
+    def _replay(self, t: Transport, action: Replay) -> bool:
+        if not t.carried:
             return False
-        self.pair.cut()
-        return True
-
-    def _blackhole(self) -> bool:
-        t = self.pair.current
-        if t is None or t.blackholed:
-            return False
-        self.pair.blackhole()
-        return True
-
-    def _delay(self) -> bool:
-        self.pair.advance(self.rng.uniform(0, self.rates.max_delay))
-        return True
-
-    def _duplicate(self) -> bool:
-        t = self.pair.current
-        if t is None or t.blackholed or not t.carried:
-            return False
-        destination, data = self.rng.choice(t.carried)
-        self.pair.inject(destination, data)
-        return True
-
-    def _reorder(self) -> bool:
-        for _, queue in self._pending():
-            if len(queue) >= 2:
-                queue[0], queue[1] = queue[1], queue[0]
-                return True
-        return False
-
-    def _tamper(self) -> bool:
-        pending = self._pending()
-        if not pending:
-            return False
-        _, queue = self.rng.choice(pending)
-        data = bytearray(queue[0])
-        data[self.rng.randrange(len(data))] ^= 1 << self.rng.randrange(8)
-        queue[0] = bytes(data)
+        destination, data = t.carried[action.pick % len(t.carried)]
+        self.pair.inject(destination, data, t.conn)
         return True
