@@ -49,6 +49,7 @@ from medic_phone.errors import (
     WrongPassphrase,
 )
 from medic_phone.sealing import STORE_KEY_LEN
+from station.safedir import UnsafeDirectory, private_dir
 from tunnel.identity import PhoneIdentity
 
 KEY_FILE = "identity.key"
@@ -121,9 +122,9 @@ def save_seed(
     data = (json.dumps(record, sort_keys=True) + "\n").encode("ascii")
     path = identity_path(home)
     try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise KeystoreError(f"cannot create the phone home {home}: {exc.strerror}") from None
+        private_dir(home)  # ours, no symlink, 0700 (checked before any chmod)
+    except UnsafeDirectory as exc:
+        raise KeystoreError(f"cannot use the phone home: {exc}") from None
     _write_atomic(path, data, replace=force)
     return path
 

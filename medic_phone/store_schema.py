@@ -17,6 +17,7 @@ from typing import Any
 import aiosqlite
 
 from medic_phone.errors import StoreCorrupt, StoreError, StoreMissing
+from station.safedir import UnsafeDirectory, private_dir
 
 DB_FILE = "phone.db"
 SCHEMA_VERSION = 3
@@ -165,9 +166,9 @@ def prepare_home(home: Path, path: Path) -> None:
     """Create the home (0700) and an empty database file (0600; SQLite's -wal and -shm
     files copy the database's mode), so no moment exists when they are world-readable."""
     try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the phone home {home}: {exc.strerror}") from None
+        private_dir(home)  # ours, no symlink, 0700 (checked before any chmod)
+    except UnsafeDirectory as exc:
+        raise StoreError(f"cannot use the phone home: {exc}") from None
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     except FileExistsError:

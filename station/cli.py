@@ -174,6 +174,9 @@ def start(
 ) -> None:
     """Run the station supervisor until SIGINT/SIGTERM (every session is wiped)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
+    # websockets logs each request line and header at DEBUG: the kiosk pages' keys and
+    # tokens travel there, and stderr may be a journal other users read.
+    logging.getLogger("websockets").setLevel(logging.INFO)
     if kiosk and no_ui:
         _fail("--kiosk shows the kiosk page: it cannot go with --no-ui", 2)
     if kiosk:
@@ -198,6 +201,10 @@ def start(
         kiosk_browser=browser if kiosk else None,
     )
     emit = _json_printer if as_json else _human_printer
+    from wipe.harden import harden_supervisor
+
+    # First: from here on it holds page keys and offers (no core file, no ptrace).
+    emit({"event": "supervisor_hardening", **harden_supervisor().as_dict(), "ts": rfc3339_now()})
     supervisor = Supervisor(config, emit)
     try:
         asyncio.run(supervisor.run())
@@ -218,19 +225,20 @@ def _human_printer(event: dict[str, Any]) -> None:
         from wipe.preflight import Check, format_preflight
 
         click.echo(format_preflight([Check(**c) for c in event["checks"]]))
-    elif kind == "hardening":
+    elif kind in ("hardening", "supervisor_hardening"):
         measures = {k: v for k, v in event.items() if isinstance(v, dict)}
         line = ", ".join(
             f"{k}={'yes' if v['applied'] else 'NO (' + str(v['detail']) + ')'}"
             for k, v in measures.items()
         )
-        click.echo(f"worker hardening: {line}")
+        who = "worker" if kind == "hardening" else "supervisor"
+        click.echo(f"{who} hardening: {line}")
     elif kind in ("ready", "offer"):
         if kind == "ready":
             click.echo(f"Station {event['name']!r} listening on port {event['port']}")
             click.echo(f"Control socket: {event['control']}")
             if event.get("ui"):
-                click.echo(f"Kiosk page: {event['ui']}")
+                click.echo(f"Kiosk page: {event['ui']} (run `station open` for a link to it)")
         click.echo(_qr(event["pair_uri"]))
         click.echo(f"Pairing code: {event['pair_code']}")
         click.echo(f"Pairing URI:  {event['pair_uri']}")
@@ -396,13 +404,39 @@ def control_request(path: Path, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+@main.command(name="open")
+@_CONTROL
+@click.option("--json", "as_json", is_flag=True, help="Print the link as one JSON object.")
+def open_page(control: Path | None, as_json: bool) -> None:
+    """Print a fresh link to the kiosk page; it works once, within 30 s.
+
+    The page's address alone (in `station start`'s output and `station status`) opens
+    nothing: the link comes only over the control socket, so only the station's owner
+    gets one. Open it in the kiosk's browser; the page keeps its key in memory only.
+    """
+    try:
+        reply = control_request(_control_path(control), {"op": "open"})
+    except ControlError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        reply.pop("ok", None)
+        click.echo(json.dumps(reply))
+        return
+    click.echo(reply["link"])
+    click.echo(f"(works once, within {reply['expires_in']:.0f} s)", err=True)
+
+
 @main.command()
 @_CONTROL
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
-def status(control: Path | None, as_json: bool) -> None:
+@click.option(
+    "--link", "with_link", is_flag=True, help="Add a fresh one-use link to the kiosk page."
+)
+def status(control: Path | None, as_json: bool, with_link: bool) -> None:
     """Show the station's offer and sessions."""
     try:
-        reply = control_request(_control_path(control), {"op": "status"})
+        reply = control_request(_control_path(control), {"op": "status", "link": with_link})
     except ControlError as exc:
         _fail(str(exc))
         return
@@ -415,6 +449,8 @@ def status(control: Path | None, as_json: bool) -> None:
         click.echo(f"Pairing code: {reply['pair_code']}")
     if reply.get("ui"):
         click.echo(f"Kiosk page: {reply['ui']} ({reply.get('screens', 0)} open)")
+    if reply.get("link"):
+        click.echo(f"Link (works once, within {reply['expires_in']:.0f} s): {reply['link']}")
     if not reply["sessions"]:
         click.echo("No paired sessions.")
     for s in reply["sessions"]:
@@ -455,7 +491,8 @@ def logout(control: Path | None, session: str | None) -> None:
     "--strace-log",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="List every file written in an `strace -f` log of the station.",
+    help="List every file written in an `strace -f` log of the station (to disk, and to "
+    "RAM file systems such as /dev/shm, with those still there).",
 )
 def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) -> None:
     """Show what could keep a session's bytes here, and prove what did not.
@@ -488,6 +525,8 @@ def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) 
         click.echo(report.summary())
         for write in report.writes:
             click.echo(f"  pid {write.pid} {write.call} {write.path}")
+        for path in report.left:
+            click.echo(f"  in RAM, still there: {path}")
         found = found or not report.clean
     sys.exit(1 if found else 0)
 

@@ -1,8 +1,10 @@
 """The station's local control: a Unix socket (mode 0600) speaking JSON lines.
 
-The supervisor's socket answers ``status``, ``logout`` and ``route``; ``route`` names
-the session worker's own socket, to which ``station send`` then talks directly, so
-typed text never passes through the supervisor.
+The supervisor's socket answers ``status``, ``logout``, ``route`` and ``open``;
+``route`` names the session worker's own socket, to which ``station send`` then talks
+directly, so typed text never passes through the supervisor. ``open`` (and ``status``
+with ``"link": true``) hands the owner a fresh one-use link to the kiosk page: this
+0600 socket is the only way to one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from station.errors import ConfigError
 from station.jsonlines import MAX_LINE, serve_json_lines
+from station.safedir import private_dir
 
 if TYPE_CHECKING:
     from station.supervisor import Supervisor
@@ -28,14 +31,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        parent = self.path.parent
-        try:
-            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = parent.lstat()
-        except OSError as exc:
-            raise ConfigError(f"cannot create control directory {parent}: {exc}") from None
-        if parent.is_symlink() or info.st_uid != os.getuid():
-            raise ConfigError(f"control directory {parent} is not ours: refusing to use it")
+        # Ours, not a symlink, writable by nobody else (created 0700 if missing).
+        private_dir(self.path.parent, make_private=False)
         if self.path.exists():
             if _is_live(self.path):
                 raise ConfigError(
@@ -67,7 +64,11 @@ class ControlServer:
         if session is not None and not isinstance(session, str):
             return {"ok": False, "error": "session must be a string"}
         if op == "status":
+            if request.get("link"):
+                return {"ok": True, **sup.status(), **_launch(sup)}
             return {"ok": True, **sup.status()}
+        if op == "open":
+            return {"ok": True, **_launch(sup)}
         if op not in ("logout", "route"):
             return {"ok": False, "error": f"unknown op {op!r}"}
         matches = [h for h in sup.find(session) if h.stop_requested is None]
@@ -92,6 +93,13 @@ class ControlServer:
             for h, w in zip(matches, wiped, strict=True)
         ]
         return {"ok": True, "ended": ended}
+
+
+def _launch(sup: Supervisor) -> dict[str, Any]:
+    if sup.screen is None:
+        return {"ok": False, "error": "this station serves no kiosk page (started with --no-ui)"}
+    link, label, ttl = sup.screen.launch_link("link")
+    return {"link": link, "label": label, "expires_in": ttl}
 
 
 def _is_live(path: Path) -> bool:

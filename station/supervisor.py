@@ -37,6 +37,7 @@ from station.kiosk.pairing_screen import PairingScreen
 from station.lock import DirectoryLock, LockHeld
 from station.phone_socket import PhoneSocket
 from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
+from station.safedir import private_dir
 from station.workers import WorkerHandle, WorkerInfo
 from tunnel.aio.websocket import ws_options
 from tunnel.errors import MalformedRecord
@@ -135,6 +136,11 @@ class Supervisor:
     async def _start(self) -> None:
         from wipe.preflight import run_preflight
 
+        # Before anything else: refuse directories another user could steer (checked
+        # before any chmod, through descriptors). A refusal leaves the lock untaken, so
+        # the shutdown touches nothing.
+        private_dir(self.control_path.parent, make_private=False)
+        private_dir(self.control_dir)
         # One owner per control path: taken before anything is created or removed, so
         # a second station fails without touching the first one's files.
         try:
@@ -171,8 +177,6 @@ class Supervisor:
             ) from None
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
-        self.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.control_dir, 0o700)
         self._control = ControlServer(self.control_path, self)
         await self._control.start()
         if self.config.ui:
@@ -191,9 +195,8 @@ class Supervisor:
             await self._advertiser.start(offer_open=True)
         self._spawn(self._policy_loop())
         if self.config.kiosk_browser and self.screen is not None:
-            self.browser = KioskBrowser(self.config.kiosk_browser, self.screen.url)
+            self.browser = KioskBrowser(self.config.kiosk_browser, self.screen, self.emit)
             await self.browser.start()
-            self.emit({"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile})
 
     async def _shutdown(self) -> None:
         if self._lock is None:
@@ -457,7 +460,6 @@ class Supervisor:
             if self._stopping.is_set():
                 return  # the shutdown stops it for good
             await self.browser.restart()
-            self.emit({"event": "kiosk", "pid": self.browser.pid, "profile": self.browser.profile})
 
     def _screen_state(self) -> dict[str, Any]:
         """What the pairing screen shows: ids, states and page addresses, no content."""
@@ -731,7 +733,8 @@ def _holder(control_path: Path) -> str:
 
 def default_control_path() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    # Without a runtime dir, a per-user directory in /tmp; ControlServer refuses it
-    # unless it is ours and 0700 (no symlink or squatting games).
-    base = Path(runtime) if runtime else Path(f"/tmp/fieldstation-{os.getuid()}")  # noqa: S108
+    # Without a runtime dir, a per-user directory in $TMPDIR (else /tmp); the station
+    # refuses it unless it is ours (see station.safedir: no symlink or squatting games).
+    tmp = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108
+    base = Path(runtime) if runtime else Path(tmp) / f"fieldstation-{os.getuid()}"
     return base / "fieldstation.sock"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.conftest import REPO
+from tests.procs import Proc
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -60,3 +62,21 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    """A virtual X display (Xvfb) for a browser the station launches itself."""
+    need_chromium()
+    if shutil.which("Xvfb") is None:
+        if os.environ.get("CI") or os.geteuid() == 0:
+            pytest.fail("Xvfb is missing: `make test` installs Debian's xvfb as root")
+        pytest.skip("Xvfb is absent (not root, so the set-up could not install it)")
+    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X{n}-lock").exists())
+    xvfb = Proc(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        assert time.monotonic() < deadline, f"Xvfb did not start: {xvfb.stderr}"
+        time.sleep(0.05)
+    yield f":{number}"
+    xvfb.stop()

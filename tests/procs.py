@@ -184,6 +184,14 @@ def start_station(tmp_path: Path, *extra: str, env: dict[str, str] | None = None
     return proc
 
 
+def kiosk_link(tmp_path: Path) -> str:
+    """A fresh one-use link to the kiosk page (``station open``) of the station that
+    ``start_station(tmp_path)`` started."""
+    result = run([command("station"), "open", "--control", str(tmp_path / "ctl.sock")])
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def init_phone(home: Path, *extra: str) -> Path:
     """``medic-phone init`` at ``home``; returns ``home``."""
     result = run([command("medic-phone"), "init", "--home", str(home), *extra])

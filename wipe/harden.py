@@ -1,4 +1,5 @@
-"""Hardening of a session worker process, applied first thing at its start.
+"""Hardening of a session worker process, applied first thing at its start, and of the
+supervisor (``harden_supervisor``) at ``station start``.
 
 Each measure is reported (applied or not, and why), never fatal on its own: an
 operator must see, in ``station start``'s output and in ``station audit``, what this
@@ -63,18 +64,9 @@ def harden_process(*, expected_ppid: int | None = None) -> HardeningReport:
                 os._exit(70)
         else:
             report.add("pdeathsig", False, os.strerror(ctypes.get_errno()))
-        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
-            report.add("not_dumpable", True, "no ptrace by the same user, no core")
-        else:
-            report.add("not_dumpable", False, os.strerror(ctypes.get_errno()))
     else:
         report.add("pdeathsig", False, "not Linux")
-        report.add("not_dumpable", False, "not Linux")
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        report.add("no_core", True, "RLIMIT_CORE 0")
-    except (ValueError, OSError) as exc:
-        report.add("no_core", False, str(exc))
+    _no_dumps(report, libc)
     if libc is not None:
         if libc.mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
             report.add("mlockall", True, "memory locked: never swapped out")
@@ -91,6 +83,35 @@ def harden_process(*, expected_ppid: int | None = None) -> HardeningReport:
     sys.dont_write_bytecode = True
     report.add("no_bytecode", True, "sys.dont_write_bytecode")
     return report
+
+
+def harden_supervisor() -> HardeningReport:
+    """What fits the long-lived supervisor: it holds the kiosk's page keys, the launch
+    links and the pairing offers, so it is not dumpable and writes no core file; its
+    children (workers, the kiosk browser) start with umask 077 and RLIMIT_CORE 0.
+
+    It does not ``mlockall``: it runs for days, with threads (mDNS, the loop's
+    executor) whose stacks would all be locked, and a locked process that outgrows
+    RLIMIT_MEMLOCK fails its next allocation. No session text ever reaches it."""
+    report = HardeningReport()
+    _no_dumps(report, _libc())
+    os.umask(0o077)
+    report.add("umask", True, "077")
+    return report
+
+
+def _no_dumps(report: HardeningReport, libc: ctypes.CDLL | None) -> None:
+    if libc is None:
+        report.add("not_dumpable", False, "not Linux")
+    elif libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
+        report.add("not_dumpable", True, "no ptrace by the same user, no core")
+    else:
+        report.add("not_dumpable", False, os.strerror(ctypes.get_errno()))
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        report.add("no_core", True, "RLIMIT_CORE 0")
+    except (ValueError, OSError) as exc:
+        report.add("no_core", False, str(exc))
 
 
 def read_back() -> dict[str, object]:

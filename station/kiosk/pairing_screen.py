@@ -5,17 +5,22 @@ station's name) and one tab per paired medic. A tab frames that session's own pa
 which the session's worker serves from its own origin: the supervisor hands the browser
 the page's address and never sees what the page shows.
 
-The screen's URL carries the kiosk key (``?k=``), printed by ``station start`` and given
-to the browser that ``--kiosk`` launches. Without it nothing here answers, because the
-live state holds the session pages' tokens.
+The page itself (``/``, its script and style) holds nothing and is served to anyone on
+127.0.0.1. Its live channel and its QR code answer only a page that spent a one-use
+launch link or holds the page key it got for one (see ``station.kiosk.screen_keys``),
+because the live state names every session page with its token. The screen's address
+(``url``) carries no key: it is what ``ready``, ``status`` and the logs show.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import io
 import json
+import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,18 +31,18 @@ from websockets.http11 import Request, Response
 
 from station.errors import ConfigError
 from station.kiosk.http import (
+    ParsedRequest,
     asset_response,
     close_server,
     live_refusal,
     loopback_host_ok,
     loopback_origin,
-    new_token,
     page_csp,
     parse_request,
     refuse,
     respond,
-    same_token,
 )
+from station.kiosk.screen_keys import ScreenKeys
 
 MAX_VIEWERS = 8
 
@@ -47,12 +52,19 @@ OfferUri = Callable[[str], str | None]
 
 class PairingScreen:
     def __init__(self, *, port: int, state: State, offer_uri: OfferUri) -> None:
-        self.key = new_token()
+        self.keys = ScreenKeys()
         self.port = port
         self._state = state
         self._offer_uri = offer_uri
         self._server: Server | None = None
-        self._viewers: set[ServerConnection] = set()
+        self._viewers: dict[ServerConnection, str] = {}  # open screen -> its label
+        # Set when a live channel is accepted, read by its handler: (a new page key to
+        # hand over, or None for a page that already holds one; the page's label).
+        self._granted: weakref.WeakKeyDictionary[ServerConnection, tuple[str | None, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closing: set[asyncio.Task[None]] = set()
+        self._opened: deque[str] = deque(maxlen=64)  # labels whose link was spent
         self._last: str | None = None
 
     @property
@@ -61,11 +73,40 @@ class PairingScreen:
 
     @property
     def url(self) -> str:
-        return f"{self.origin}/?k={self.key}"
+        """The screen's address, without any key: safe to print and to log."""
+        return f"{self.origin}/"
 
     @property
     def viewers(self) -> int:
         return len(self._viewers)
+
+    def launch_link(self, kind: str = "link") -> tuple[str, str, float]:
+        """A fresh one-use link to the screen: (link, its page's label, seconds it works)."""
+        launch = self.keys.launch(kind)
+        return f"{self.origin}/#launch={launch.token}", launch.label, self.keys.ttl
+
+    def viewers_of(self, label: str) -> int:
+        return sum(1 for v in self._viewers.values() if v == label)
+
+    def opened(self, label: str) -> bool:
+        """Whether the launch link of this label was spent (its page opened once)."""
+        return label in self._opened
+
+    def revoke(self, label: str) -> None:
+        """The page of this label loses its key; its open channels close."""
+        self.keys.revoke(label)
+        self._close_labels([label])
+
+    def _close_labels(self, labels: list[str]) -> None:
+        for ws, label in list(self._viewers.items()):
+            if label in labels:
+                task = asyncio.get_running_loop().create_task(self._close(ws))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def _close(self, ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.close(4001, "this screen's key was revoked")
 
     def csp(self) -> str:
         return page_csp(self.port, frame_src="http://127.0.0.1:*")
@@ -108,16 +149,13 @@ class PairingScreen:
             return refuse(400, "the kiosk page is served to 127.0.0.1 only", csp)
         if req.path in ("/pairing.js", "/kiosk.css"):
             return asset_response(req.path[1:], csp)
-        if not same_token(req.query.get("k"), self.key):
-            return refuse(
-                403, "wrong or missing kiosk key (use the URL station start printed)", csp
-            )
-        if req.path == "/live" and req.upgrade:
-            return live_refusal(
-                req, port=self.port, open_now=len(self._viewers), limit=MAX_VIEWERS, csp=csp
-            )
         if req.path == "/":
             return asset_response("pairing.html", csp)
+        if req.path == "/live" and req.upgrade:
+            return self._admit(connection, req, csp)
+        label = self.keys.label_of(req.query.get("k", ""))
+        if label is None:
+            return refuse(403, "wrong or missing page key (run `station open` for a link)", csp)
         if req.path == "/qr.svg":
             uri = self._offer_uri(req.query.get("o", ""))
             if uri is None:
@@ -125,16 +163,45 @@ class PairingScreen:
             return respond(200, qr_svg(uri), "image/svg+xml", csp)
         return refuse(404, "not found", csp)
 
+    def _admit(self, connection: ServerConnection, req: ParsedRequest, csp: str) -> Response | None:
+        """A live channel opens with a page key, or by spending a launch token."""
+        refused = live_refusal(
+            req, port=self.port, open_now=len(self._viewers), limit=MAX_VIEWERS, csp=csp
+        )
+        if refused is not None:
+            return refused  # before a launch token is spent: it still works after this
+        if "k" in req.query:
+            label = self.keys.label_of(req.query["k"])
+            if label is None:
+                return refuse(403, "wrong or revoked page key (run `station open`)", csp)
+            self._granted[connection] = (None, label)
+            return None
+        spent = self.keys.spend(req.query.get("launch", ""))
+        if spent is None:
+            return refuse(403, "this launch link was used or has expired (run `station open`)", csp)
+        key, label, evicted = spent
+        self._opened.append(label)
+        self._close_labels(evicted)
+        self._granted[connection] = (key, label)
+        return None
+
     async def _live(self, ws: ServerConnection) -> None:
-        self._viewers.add(ws)
+        granted = self._granted.pop(ws, None)
+        if granted is None:
+            await ws.close(4001, "not admitted")
+            return
+        key, label = granted
+        self._viewers[ws] = label
         try:
+            if key is not None:
+                await ws.send(json.dumps({"type": "key", "key": key}))
             await ws.send(json.dumps(self._state(), separators=(",", ":")))
             async for _ in ws:
                 pass  # the screen only listens
         except ConnectionClosed:
             pass
         finally:
-            self._viewers.discard(ws)
+            self._viewers.pop(ws, None)
 
 
 def qr_svg(uri: str) -> bytes:

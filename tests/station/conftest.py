@@ -1,5 +1,5 @@
 """Fixtures for the station suites."""
 
-from tests.browser import chromium
+from tests.browser import chromium, display
 
-__all__ = ["chromium"]  # Debian's Chromium under Playwright, one per module
+__all__ = ["chromium", "display"]  # Chromium under Playwright (one per module); Xvfb

@@ -8,13 +8,11 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser import need_chromium
-from tests.procs import Proc, command, run, start_station
+from tests.procs import Proc, command, init_phone, link_phone, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +31,6 @@ def test_kiosk_refuses_clearly_what_cannot_work(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no display" in result.stderr
     result = run([*argv, "--no-ui", "--browser", browser])
     assert result.returncode == 2 and "--no-ui" in result.stderr
-
-
-@pytest.fixture
-def display() -> Iterator[str]:
-    need_chromium()
-    if shutil.which("Xvfb") is None:
-        if os.environ.get("CI") or os.geteuid() == 0:
-            pytest.fail("Xvfb is missing: `make test` installs Debian's xvfb as root")
-        pytest.skip("Xvfb is absent (not root, so the set-up could not install it)")
-    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X{n}-lock").exists())
-    xvfb = Proc(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert time.monotonic() < deadline, f"Xvfb did not start: {xvfb.stderr}"
-        time.sleep(0.05)
-    yield f":{number}"
-    xvfb.stop()
 
 
 def _status(tmp_path: Path) -> dict[str, object]:
@@ -91,6 +72,10 @@ def test_kiosk_browser_profile_lives_in_ram_and_goes_at_logout(
     )
     assert environ["HOME"] == str(profile)  # whatever it writes by $HOME stays in RAM too
     assert environ["XDG_CONFIG_HOME"].startswith(str(profile))
+    assert environ["TMPDIR"] == str(profile)  # its singleton socket too
+    cmdline = Path(f"/proc/{first['pid']}/cmdline").read_bytes().split(b"\0")
+    assert (profile / "launch.html").as_uri().encode() in cmdline  # a file: no key, no token
+    assert not [arg for arg in cmdline if b"127.0.0.1" in arg or b"launch=" in arg]
 
     home = tmp_path / "phone"
     assert run([command("medic-phone"), "init", "--home", str(home)]).returncode == 0
@@ -114,3 +99,57 @@ def test_kiosk_browser_profile_lives_in_ram_and_goes_at_logout(
         assert time.monotonic() < deadline, "the kiosk browser outlived the station"
         time.sleep(0.1)
     phone.stop()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_the_write_audit_lists_the_browser_ram_profile(tmp_path: Path, display: str) -> None:
+    """Under ``strace -f``, a ``--kiosk`` station and its browser write no file to disk;
+    the audit lists what the browser wrote in RAM (its profile in /dev/shm), and after
+    logout and shutdown none of it is left."""
+    from wipe.audit import parse_strace_log, strace_command
+
+    log = tmp_path / "strace.log"
+    runtime = tmp_path / "run"
+    ctl = ["--control", str(runtime / "ctl.sock")]
+    argv = [command("station"), "start", "--no-mdns", "--port", "0", "--json", "--kiosk", *ctl]
+    station = Proc(strace_command(log, argv), env=dict(os.environ, DISPLAY=display))
+    ready = station.wait_for("ready", timeout=60)
+    first = station.wait_for("kiosk", timeout=30)
+    _wait_screens(tmp_path / "run", 1)  # its page is open
+    home = init_phone(tmp_path / "phone")
+    phone = link_phone(station, home, str(ready["pair_uri"]))
+    assert run([command("station"), "logout", *ctl]).returncode == 0
+    station.wait_for("wiped", timeout=30)
+    station.wait_for("kiosk", after=station.events.index(first) + 1, timeout=30)
+    station.signal(signal.SIGTERM)
+    assert station.popen.wait(60) is not None
+    phone.stop()
+    report = parse_strace_log(log, runtime_dirs=(str(runtime),))
+    ram = sorted({w.path for w in report.ram})
+    profile = str(first["profile"])
+    kiosks = [e for e in station.events if e["event"] == "kiosk"]
+    second = str(kiosks[1]["profile"])
+    assert sum(1 for p in ram if p.startswith(profile)) > 10, ram[:20]
+    assert any(p.startswith(second) for p in ram) and second != profile
+    print(f"the browsers wrote {len(ram)} paths in RAM, {len(report.left)} left")
+    assert report.left == [], report.left
+    assert report.clean, report.summary() + "\n" + "\n".join(w.path for w in report.writes[:40])
+    shown = run([command("station"), "audit", "--strace-log", str(log)], timeout=120)
+    assert "written in RAM (tmpfs)" in shown.stdout, shown.stdout
+
+
+@pytest.mark.slow
+def test_a_kiosk_whose_page_is_gone_gets_a_new_browser(tmp_path: Path, display: str) -> None:
+    """The page's key lives in its memory only: a reload, a crashed renderer or a closed
+    window loses it. The station then renews the browser with a fresh launch link."""
+    station = _start(tmp_path, "--kiosk", env=dict(os.environ, DISPLAY=display))
+    first = station.wait_for("kiosk", timeout=20)
+    _wait_screens(tmp_path, 1)
+    os.kill(int(first["pid"]), signal.SIGKILL)  # the window is gone, its helpers follow
+    _wait_screens(tmp_path, 0)
+    second = station.wait_for("kiosk", after=station.events.index(first) + 1, timeout=60)
+    assert second["reason"] == "page lost" and second["profile"] != first["profile"]
+    assert not Path(str(first["profile"])).exists()
+    _wait_screens(tmp_path, 1)
+    station.stop()

@@ -21,7 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.procs import Proc, command, run, start_station
+from tests.procs import Proc, command, kiosk_link, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,16 @@ def _assert_safe_headers(headers: dict[str, str]) -> None:
     assert "Set-Cookie" not in headers
 
 
-def _state(ui: str) -> dict[str, Any]:
-    parts = urlsplit(ui)
+def _open(link: str) -> tuple[str, dict[str, Any]]:
+    """Spend a launch link on the screen's live channel: (the page key, the state)."""
+    parts = urlsplit(link)
     origin = f"{parts.scheme}://{parts.netloc}"
-    with connect(f"ws://{parts.netloc}/live?{parts.query}", origin=origin) as ws:
+    launch = parts.fragment.removeprefix("launch=")
+    with connect(f"ws://{parts.netloc}/live?launch={launch}", origin=origin) as ws:
+        handed = json.loads(ws.recv(timeout=5))
         state: dict[str, Any] = json.loads(ws.recv(timeout=5))
-    return state
+    assert handed["type"] == "key" and state["type"] == "state"
+    return str(handed["key"]), state
 
 
 def test_assets_are_local_and_use_no_browser_storage() -> None:
@@ -77,33 +81,78 @@ def test_assets_are_local_and_use_no_browser_storage() -> None:
             assert "<script>" not in text and "style=" not in text  # nothing inline
 
 
-def test_pairing_screen_headers_key_host_and_qr(station: Proc) -> None:
+def _refused(url: str, origin: str) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin=origin)
+    return refused.value.response.status_code
+
+
+def test_pairing_screen_headers_key_host_and_qr(station: Proc, tmp_path: Path) -> None:
     ready = station.wait_for("ready")
-    ui = str(ready["ui"])
-    status, headers, body = _get(ui)
-    assert status == 200 and b"Link your phone" in body
+    base = str(ready["ui"])
+    assert urlsplit(base).path == "/" and not urlsplit(base).query, "the address holds no key"
+    status, headers, body = _get(base)
+    assert status == 200 and b"Link your phone" in body  # the page itself holds nothing
     _assert_safe_headers(headers)
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
-    base = ui.split("?")[0]
-    assert _get(base)[0] == 403  # no kiosk key
-    assert _get(base + "?k=wrong")[0] == 403
-    assert _get(ui, {"Host": "attacker.example"})[0] == 400  # DNS rebinding
+    assert _get(base, {"Host": "attacker.example"})[0] == 400  # DNS rebinding
     for asset in ("pairing.js", "kiosk.css"):
         status, headers, _ = _get(base + asset)
         assert status == 200
         _assert_safe_headers(headers)
-    state = _state(ui)
+    netloc = urlsplit(base).netloc
+    origin = f"http://{netloc}"
+    # Nothing live answers without a link: no key, a made-up key, a made-up launch.
+    for query in ("", "k=", "k=wrong", "launch=wrong"):
+        assert _refused(f"ws://{netloc}/live?{query}", origin) == 403
+    link = kiosk_link(tmp_path)
+    launch = urlsplit(link).fragment.removeprefix("launch=")
+    # A refusal for the origin comes before the link is spent: it still works after.
+    assert _refused(f"ws://{netloc}/live?launch={launch}", "http://evil.example") == 403
+    key, state = _open(link)
     offer = state["offer"]
     assert offer["code"] == ready["pair_code"] and state["sessions"] == []
-    key = ui.split("k=")[1]
+    # Spent: the same link opens nothing twice.
+    assert _refused(f"ws://{netloc}/live?launch={launch}", origin) == 403
+    with connect(f"ws://{netloc}/live?k={key}", origin=origin) as ws:  # the page's key
+        assert json.loads(ws.recv(timeout=5))["type"] == "state"
     status, headers, svg = _get(f"{base}qr.svg?k={key}&o={offer['id']}")
     assert status == 200 and headers["Content-Type"] == "image/svg+xml"
     assert svg.startswith(b"<svg") and b"<script" not in svg
     assert _get(f"{base}qr.svg?k={key}&o=rotated")[0] == 404
-    parts = urlsplit(ui)
-    with pytest.raises(InvalidStatus) as refused:
-        connect(f"ws://{parts.netloc}/live?{parts.query}", origin="http://evil.example")
-    assert refused.value.response.status_code == 403
+    assert _get(f"{base}qr.svg?k=wrong&o={offer['id']}")[0] == 403
+    assert _get(f"{base}qr.svg?o={offer['id']}")[0] == 403
+    printed = "\n".join(station.lines + station.stderr)
+    assert launch not in printed and key not in printed
+
+
+def test_launch_links_expire_and_come_only_from_the_control_socket(tmp_path: Path) -> None:
+    station = start_station(tmp_path, "--no-ui")
+    ctl = ["--control", str(tmp_path / "ctl.sock")]
+    result = run([command("station"), "open", *ctl])
+    assert result.returncode == 1 and "--no-ui" in result.stderr
+    station.stop()
+    from station.kiosk.screen_keys import MAX_KEYS, ScreenKeys
+
+    keys = ScreenKeys(ttl=5)
+    old = keys.launch("link", now=100.0)
+    assert keys.usable(old.token, now=104.9) and not keys.usable(old.token, now=105.0)
+    assert keys.spend(old.token, now=105.0) is None
+    fresh = keys.launch("kiosk", now=200.0)
+    spent = keys.spend(fresh.token, now=201.0)
+    assert spent is not None and spent[1] == fresh.label
+    assert keys.spend(fresh.token, now=201.0) is None  # once
+    assert keys.label_of(spent[0]) == fresh.label
+    keys.revoke(fresh.label)
+    assert keys.label_of(spent[0]) is None
+    labels = []
+    for _ in range(MAX_KEYS + 2):
+        launch = keys.launch("link", now=300.0)
+        result_ = keys.spend(launch.token, now=300.0)
+        assert result_ is not None
+        labels.append(result_[1])
+        evicted = result_[2]
+    assert evicted == [labels[1]]  # the oldest key goes first, with its page
 
 
 def test_session_page_needs_its_token_and_origin(station: Proc, tmp_path: Path) -> None:
@@ -114,7 +163,7 @@ def test_session_page_needs_its_token_and_origin(station: Proc, tmp_path: Path) 
     assert said.returncode == 0
     phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home)])
     station.wait_for("paired")
-    [session] = _state(str(ready["ui"]))["sessions"]
+    [session] = _open(kiosk_link(tmp_path))[1]["sessions"]
     page = session["page"]
     token = page.split("t=")[1]
     assert token not in "\n".join(station.lines), "the page token is never printed"

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect
 
 from tests.browser import artifacts
-from tests.procs import Proc, command, init_phone, link_phone, run, start_station
+from tests.procs import Proc, command, init_phone, kiosk_link, link_phone, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def test_pair_mirror_type_drop_and_logout(page: Page, tmp_path: Path) -> None:
     page.on("websocket", lambda ws: requests.append(ws.url))
     station = _station(tmp_path)
     ready = station.wait_for("ready")
-    page.goto(ready["ui"])
+    page.goto(kiosk_link(tmp_path))
 
     # Before pairing: the QR, the short code and the station's name.
     expect(page.locator("#station-name")).to_have_text("field-station")
@@ -156,7 +156,7 @@ def test_pair_mirror_type_drop_and_logout(page: Page, tmp_path: Path) -> None:
 def test_two_medics_each_in_their_own_tab(page: Page, tmp_path: Path) -> None:
     shot = Shots(page, "two-medics")
     station = _station(tmp_path)
-    page.goto(station.wait_for("ready")["ui"])
+    page.goto(kiosk_link(tmp_path))
     phones = []
     for name, note in (("phone-a", "only on phone A"), ("phone-b", "only on phone B")):
         home = _phone(tmp_path, name)
@@ -194,7 +194,7 @@ def test_inactivity_countdown_and_keyboard(page: Page, tmp_path: Path) -> None:
     shot = Shots(page, "countdown")
     station = _station(tmp_path, "--inactivity", "32")
     ready = station.wait_for("ready")
-    page.goto(ready["ui"])
+    page.goto(kiosk_link(tmp_path))
     home = _phone(tmp_path, "phone-a")
     phone = Proc([command("medic-phone"), "link", str(ready["pair_uri"]), "--home", str(home)])
     station.wait_for("paired")
@@ -297,7 +297,7 @@ def test_page_text_never_reaches_the_supervisor(page: Page, tmp_path: Path) -> N
         pytest.skip("reading another process's memory needs root")
     station = _station(tmp_path)
     ready = station.wait_for("ready")
-    page.goto(ready["ui"])
+    page.goto(kiosk_link(tmp_path))
     home = _phone(tmp_path, "phone-a")
     typed = "PAGE-CANARY-" + secrets.token_hex(8)
     pushed = "PHONE-CANARY-" + secrets.token_hex(8)
@@ -327,7 +327,7 @@ def test_page_text_never_reaches_the_supervisor(page: Page, tmp_path: Path) -> N
 
 def test_pairing_screen_follows_rotating_offers(page: Page, tmp_path: Path) -> None:
     station = _station(tmp_path, "--offer-ttl", "1.5")
-    page.goto(station.wait_for("ready")["ui"])
+    page.goto(kiosk_link(tmp_path))
     code = page.locator("#code")
     expect(code).to_have_text(re.compile(r"^\d{4}-\d{4}$"))
     first_code = code.text_content()
@@ -368,7 +368,7 @@ _CONTRAST = """
 def test_readable_contrast_and_keyboard_only_use(page: Page, tmp_path: Path) -> None:
     station = _station(tmp_path, "--inactivity", "32")
     ready = station.wait_for("ready")
-    page.goto(ready["ui"])
+    page.goto(kiosk_link(tmp_path))
     screen = page.evaluate(_CONTRAST, ["#station-name", "#code", ".steps", ".tab"])
     home = _phone(tmp_path, "phone-a")
     _say(home, "notes", "a note")

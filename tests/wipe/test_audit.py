@@ -72,11 +72,46 @@ def test_audit_parser_reads_strace_lines(tmp_path: Path) -> None:
         '102 openat(AT_FDCWD, "/dev/null", O_WRONLY) = 5\n'
         '103 openat(AT_FDCWD, "/nope", O_WRONLY|O_CREAT, 0600) = -1 EACCES (Permission denied)\n'
         '104 bind(3, {sa_family=AF_UNIX, sun_path="/run/fs.sock"}, 110) = 0\n'
+        f'105 openat(AT_FDCWD, "{tmp_path}/shm/profile/Cookies", O_RDWR|O_CREAT, 0600) = 6\n'
+        '105 mkdir("/dev/shm/fieldstation-kiosk-x", 0700) = 0\n'
+        '105 openat(AT_FDCWD, "/dev/pts/3", O_RDWR) = 7\n'
+        '105 openat(AT_FDCWD, "/run/user/0/x", O_WRONLY|O_CREAT, 0600) = 8\n'
+        # strace -y: a name relative to a directory descriptor, the path opened, and a
+        # call another thread interrupted.
+        '106 mkdirat(3</var/lib>, "fs", 0700) = 0\n'
+        '106 openat(AT_FDCWD</srv>, "notes.txt", O_WRONLY|O_CREAT, 0600) = 4</srv/notes.txt>\n'
+        '107 openat(AT_FDCWD</>, "/var/log/x.log", O_WRONLY|O_APPEND <unfinished ...>\n'
+        '106 symlinkat("/etc/passwd", 3</var/lib>, "fs/l") = 0\n'
+        "107 <... openat resumed>) = 5</var/log/x.log>\n"
+        '108 mkdir("relative", 0777) = 0\n'
     )
-    report = parse_strace_log(log)
-    assert [w.path for w in report.writes] == ["/var/tmp/x", "/a/b", "/a/c"]
+    (tmp_path / "shm" / "profile").mkdir(parents=True)
+    (tmp_path / "shm" / "profile" / "Cookies").write_text("left behind")
+    mounts = (
+        "/dev/sda1 / ext4 rw 0 0\nudev /dev devtmpfs rw 0 0\ndevpts /dev/pts devpts rw 0 0\n"
+        "tmpfs /dev/shm tmpfs rw 0 0\ntmpfs /run tmpfs rw 0 0\n"
+        f"tmpfs {tmp_path}/shm tmpfs rw 0 0\n"
+    )
+    report = parse_strace_log(log, mounts=mounts)
+    assert [w.path for w in report.writes] == [
+        "/var/tmp/x",
+        "/a/b",
+        "/a/c",
+        "/var/lib/fs",
+        "/srv/notes.txt",
+        "/var/lib/fs/l",
+        "/var/log/x.log",
+        "relative",
+    ]
     assert [w.path for w in report.sockets] == ["/run/fs.sock"]
-    assert not report.clean and "3 file(s)" in report.summary()
+    assert [w.path for w in report.ram] == [
+        f"{tmp_path}/shm/profile/Cookies",
+        "/dev/shm/fieldstation-kiosk-x",
+        "/run/user/0/x",
+    ]  # /dev/null and /dev/pts are devices, not files
+    assert report.left == [f"{tmp_path}/shm/profile/Cookies"]
+    assert not report.clean and "8 file(s)" in report.summary()
+    assert "3 path(s) written in RAM (tmpfs), 1 still there" in report.summary()
 
 
 def test_memory_scan_finds_every_encoding(tmp_path: Path) -> None:

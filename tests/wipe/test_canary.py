@@ -120,6 +120,7 @@ def test_no_canary_and_no_file_after_logout(trigger: str, tmp_path: Path) -> Non
     report = parse_strace_log(log, runtime_dirs=(str(runtime),))
     assert report.lines > 100, "strace saw the station"
     assert report.clean, report.summary()
+    assert report.left == [], report.left  # nothing left in RAM file systems either
     assert all(w.call in ("mkdir", "bind", "mkdirat") for w in report.runtime), report.runtime
     phone.stop()
 

@@ -4,9 +4,12 @@ new pairing."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +29,6 @@ def _limits(pid: int) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGABRT, signal.SIGSEGV], ids=["abort", "segv"])
 def test_crashed_worker_leaves_nothing(sig: int, tmp_path: Path) -> None:
-    import json
-
     ctl = ["--control", str(tmp_path / "run" / "ctl.sock")]
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -55,4 +56,37 @@ def test_crashed_worker_leaves_nothing(sig: int, tmp_path: Path) -> None:
     station.stop()
     printed = "\n".join(station.lines + station.stderr)
     assert canary not in printed
+    assert not [p for p in cwd.iterdir() if p.name.startswith("core")]
+
+
+def test_aborted_supervisor_leaves_no_core(tmp_path: Path) -> None:
+    """With ``ulimit -c unlimited`` a SIGABRT dumps a core here (the positive control);
+    the supervisor, which holds the kiosk's page keys and the offers, dumps none."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    control = subprocess.run(
+        ["bash", "-c", 'ulimit -c unlimited; exec "$0" -c "import os; os.abort()"', sys.executable],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert control.returncode != 0
+    cores = [p for p in cwd.iterdir() if p.name.startswith("core")]
+    if Path("/proc/sys/kernel/core_pattern").read_text().startswith("|") or not cores:
+        pytest.skip("this kernel sends cores elsewhere: nothing to compare with here")
+    for core in cores:
+        core.unlink()
+    ctl = str(tmp_path / "run" / "ctl.sock")
+    argv = [command("station"), "start", "--no-mdns", "--port", "0", "--json", "--control", ctl]
+    station = Proc(["bash", "-c", 'ulimit -c unlimited; exec "$@"', "bash", *argv], cwd=cwd)
+    hardened = station.wait_for("supervisor_hardening")
+    assert hardened["not_dumpable"]["applied"] and hardened["no_core"]["applied"]
+    ready = station.wait_for("ready")
+    assert ready["control"] == ctl
+    status = json.loads(run([command("station"), "status", "--control", ctl, "--json"]).stdout)
+    supervisor = int(status["pid"])
+    assert _limits(supervisor).split()[4:6] == ["0", "0"]
+    os.kill(supervisor, signal.SIGABRT)
+    assert station.popen.wait(20) == -signal.SIGABRT
     assert not [p for p in cwd.iterdir() if p.name.startswith("core")]

@@ -1,9 +1,16 @@
 // The pairing screen: the open offer and one tab per linked phone. Each tab frames the
 // session's own page, served by that session's process; this page never sees its content.
+//
+// It opens with a one-use launch link (`station open`, or the file --kiosk gives its
+// browser): the token in the fragment is spent on the live channel, which answers with
+// this page's own key. The key lives in this closure only: not in the address bar, not
+// in any storage. A reload loses it; the station then gives its kiosk browser a new link.
 "use strict";
 
 (() => {
-  const key = new URLSearchParams(location.search).get("k") || "";
+  let launch = new URLSearchParams(location.hash.slice(1)).get("launch");
+  let key = null;
+  if (launch) history.replaceState(null, "", location.pathname); // spent below, then gone
   const $ = (id) => document.getElementById(id);
   const tabs = $("tabs");
   const main = $("main");
@@ -134,18 +141,41 @@
   }
 
   function connect() {
-    socket = new WebSocket(`ws://${location.host}/live?k=${encodeURIComponent(key)}`);
+    let query;
+    if (key) query = `k=${encodeURIComponent(key)}`;
+    else if (launch) query = `launch=${encodeURIComponent(launch)}`;
+    else {
+      $("screen-status").textContent = "This screen needs a link: on the kiosk, run `station open`.";
+      return;
+    }
+    socket = new WebSocket(`ws://${location.host}/live?${query}`);
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       retryMs = 500;
       $("screen-status").textContent = "";
     };
     socket.onmessage = (event) => {
       const state = JSON.parse(event.data);
-      if (state.type === "state") apply(state);
+      if (state.type === "key") {
+        key = state.key;
+        launch = null; // spent
+      } else if (state.type === "state") apply(state);
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       // The station stopped or restarted: every session it had is gone with it.
       clearAll();
+      if (!key && !opened) {
+        launch = null;
+        $("screen-status").textContent =
+          "This link was already used or has expired: on the kiosk, run `station open` for a new one.";
+        return;
+      }
+      if (event.code === 4001) {
+        key = null; // revoked: this page may not come back
+        $("screen-status").textContent = "This screen was closed by the station.";
+        return;
+      }
       $("screen-status").textContent = "The station is not answering; retrying…";
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 5000);
