@@ -30,7 +30,6 @@ from wipe.memscan import process_tree
 pytestmark = [
     pytest.mark.root,
     pytest.mark.integration,
-    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (creates the attacker's user)"),
 ]
 
