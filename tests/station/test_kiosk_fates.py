@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Frame, Page, expect
 
 from tests.browser import artifacts
-from tests.procs import Proc, command, init_phone, link_phone, start_station
+from tests.procs import Proc, command, init_phone, kiosk_link, link_phone, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_ticks_from_queued_to_applied_and_undelivered_after_logout(
     shots = artifacts("kiosk", "fates")
     station = start_station(tmp_path)
     ready = station.wait_for("ready")
-    page.goto(str(ready["ui"]))
+    page.goto(kiosk_link(tmp_path))
     proxy = Proc(
         [
             command("station"),
