@@ -31,7 +31,7 @@ TRIGGERS = {
     "explicit": ("--inactivity", "120"),
     "inactivity": ("--inactivity", "3"),
     "max-age": ("--max-session", "3"),
-    "scheduled": ("--wipe-every", "4"),
+    "scheduled": ("--wipe-every", "12"),
     "remote": ("--inactivity", "120"),
     "shutdown": ("--inactivity", "120"),
 }
