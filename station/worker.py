@@ -445,6 +445,9 @@ class Worker:
         await self.stopping.wait()
         if endpoint.ended is None:
             await self.drain_then_close(endpoint)
+        # The reader may be inside a drain that holds our SessionEnded (and so the
+        # `ended` event with the undelivered seqs): let it finish before it is cancelled.
+        await self.pump.settle()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

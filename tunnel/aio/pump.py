@@ -109,6 +109,15 @@ class EndpointPump:
         await self.drain()
         return sent
 
+    async def settle(self, *, limit: float = 1.0) -> None:
+        """Wait (up to ``limit`` s) for a drain another task is running, then drain what
+        is left. For shutdown: the task running that drain is about to be cancelled, and
+        the events it has not handed over yet (``SessionEnded``) must not be lost."""
+        deadline = self._loop.time() + limit
+        while self._draining and self._loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        await self.drain()
+
     async def wait_changed(self) -> None:
         """Wait until the next drain (events or bytes moved)."""
         self._changed.clear()
