@@ -34,11 +34,13 @@ from tunnel.events import (
     NoticeReceived,
     Paired,
     PairingFailed,
+    ResumeGap,
     SessionEnded,
     Settings,
     StateChanged,
 )
 from tunnel.identity import PhoneIdentity
+from tunnel.refusal import gap_message
 from tunnel.session import PhoneEndpoint, PhoneState
 from wire import WireError
 from wire.app import (
@@ -97,6 +99,7 @@ class PhoneNode:
         self._links_up = 0
         self._ended: str | None = None
         self._pairing_failed: str | None = None
+        self._gap: str | None = None  # a resume gap the station named
         self._pending: list[tuple[int, Command]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._ended_event = asyncio.Event()
@@ -157,6 +160,11 @@ class PhoneNode:
             await control.stop()
         if self._pairing_failed is not None:
             raise LinkFailed(f"pairing failed: {self._pairing_failed}")
+        if self._gap is not None:
+            raise LinkFailed(
+                f"resume refused: {self._gap} (was this phone's store restored from an older"
+                " copy?); the station keeps the session until it logs out"
+            )
         return 0
 
     # -- tunnel events -----------------------------------------------------------------
@@ -193,11 +201,23 @@ class PhoneNode:
             await self._apply(event.seq, event.payload)
         elif isinstance(event, PairingFailed):
             self._pairing_failed = event.reason
+            self.emit({"event": "pairing_failed", "reason": event.reason})
+        elif isinstance(event, ResumeGap):
+            # Authenticated by the station: this store lost commands it had applied.
+            self._gap = gap_message(event.first, event.last)
+            self.emit(
+                {
+                    "event": "resume_gap",
+                    "first": event.first,
+                    "last": event.last,
+                    "reason": self._gap,
+                }
+            )
         elif isinstance(event, SessionEnded):
             self._ended_how = event
             self._ended_event.set()
             self._ended = event.reason
-            if self.link_id is not None:
+            if self.link_id is not None and self._gap is None:
                 await self.store.end_link(self.link_id, event.reason)
                 self.emit({"event": "logout", "reason": _logout_reason(event)})
 

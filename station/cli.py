@@ -254,7 +254,16 @@ def _human_printer(event: dict[str, Any]) -> None:
             f"Session {event['session'][:16]}: wiped{_undelivered_note(event['undelivered_seqs'])}"
         )
     elif kind == "pairing_failed":
-        click.echo("Pairing attempt failed; a new offer is shown")
+        click.echo(f"Pairing attempt failed ({event.get('reason') or 'no reason'})")
+    elif kind == "code_paused":
+        click.echo(f"{event['message'][:1].upper()}{event['message'][1:]}")
+        click.echo(f"Next pairing code (after the pause): {event['pair_code']}")
+    elif kind == "resume_gap":
+        click.echo(
+            f"Session {event['session'][:16]}: refused a resume: commands"
+            f" {event['first']}-{event['last']} were acknowledged by that phone before"
+            " but are missing from its store (restored from an older copy?)"
+        )
     elif kind == "kiosk":
         click.echo(f"Kiosk browser started (pid {event['pid']}, RAM profile {event['profile']})")
     sys.stdout.flush()
@@ -446,7 +455,11 @@ def status(control: Path | None, as_json: bool, with_link: bool) -> None:
         return
     click.echo(f"Station {reply['name']!r} on port {reply['port']}, up {reply['uptime_s']} s")
     if reply["offer_open"]:
-        click.echo(f"Pairing code: {reply['pair_code']}")
+        if reply.get("code_paused_s"):
+            notice = str(reply["code_pairing"])
+            click.echo(notice[:1].upper() + notice[1:])
+        else:
+            click.echo(f"Pairing code: {reply['pair_code']}")
     if reply.get("ui"):
         click.echo(f"Kiosk page: {reply['ui']} ({reply.get('screens', 0)} open)")
     if reply.get("link"):

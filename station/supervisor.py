@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from station import ipc
 from station.control import ControlServer
+from station.ended_sessions import EndedSessions
 from station.errors import ConfigError
 from station.kiosk.browser import KioskBrowser
 from station.kiosk.pairing_screen import PairingScreen
@@ -43,6 +44,7 @@ from tunnel.aio.websocket import ws_options
 from tunnel.errors import MalformedRecord
 from tunnel.events import Settings
 from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
+from tunnel.refusal import code_paused_message
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class Supervisor:
         self._lock: DirectoryLock | None = None  # ours: the control path and its directory
         self._policy_wake = asyncio.Event()
         self.ended: dict[str, dict[str, Any]] = {}  # session -> its wiped event, for logout
+        self.ended_sessions = EndedSessions()  # authenticated answers for ended sessions
 
     def emit(self, event: dict[str, Any]) -> None:
         self._emit({**event, "ts": rfc3339_now()})
@@ -221,6 +224,7 @@ class Supervisor:
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
+        self.ended_sessions.clear()
         # Workers remove their own sockets; a killed one cannot. Leave nothing behind.
         if self._control is not None:
             for leftover in self.control_dir.glob("*.sock"):
@@ -310,9 +314,11 @@ class Supervisor:
         kind = event.get("event")
         if kind == "offer":
             info.offer_id = str(event["offer_id"])
+            info.previous_offer_id = event.get("previous_offer_id")
             info.pair_uri = str(event["pair_uri"])
             info.pair_code = str(event["pair_code"])
             info.offer_expires = float(event["expires_at"])
+            info.code_paused_until = time.monotonic() + float(event.get("code_paused_s") or 0)
             name = "ready" if not self._ready else "offer"
             out = {
                 "event": name,
@@ -340,7 +346,7 @@ class Supervisor:
             info.paired_at = time.monotonic()
             info.last_input = time.monotonic()
             info.linked = True
-            info.offer_id = info.pair_uri = info.pair_code = None
+            info.offer_id = info.pair_uri = info.pair_code = info.previous_offer_id = None
             if self.standby is handle:
                 self.standby = None
             self.emit(
@@ -428,12 +434,50 @@ class Supervisor:
                 )
         elif kind == "pairing_failed":
             self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
+        elif kind == "code_paused":
+            self._code_paused(info, event)
+        elif kind == "session_refusal" and info.session:
+            self.ended_sessions.add(info.session, bytes.fromhex(str(event.get("refusal", ""))))
+        elif kind == "resume_gap" and info.session:
+            self.emit(
+                {
+                    "event": "resume_gap",
+                    "session": info.session,
+                    "first": int(event["first"]),
+                    "last": int(event["last"]),
+                }
+            )
         if kind in ("paired", "link_up", "link_down", "ended"):
             self._screen_changed()
 
     def _screen_changed(self) -> None:
         if self.screen is not None:
             self._spawn(self.screen.changed())
+
+    def _code_paused(self, info: WorkerInfo, event: dict[str, Any]) -> None:
+        """Wrong codes: one line per pause (the back-off bounds them), never an offer line."""
+        paused = float(event.get("paused_s", 0))
+        info.code_paused_until = time.monotonic() + paused
+        info.pair_code = str(event.get("pair_code") or info.pair_code)
+        self.emit(
+            {
+                "event": "code_paused",
+                "paused_s": paused,
+                "failures": int(event.get("failures", 0)),
+                "pair_code": info.pair_code,
+                "message": code_paused_message(paused),
+            }
+        )
+        self._update_advert()
+        # Show the code again when the pause ends.
+        asyncio.get_running_loop().call_later(paused + 0.05, self._screen_changed)
+
+    def code_pause(self) -> float:
+        """Seconds code pairing stays paused at the open offer (0: codes work)."""
+        standby = self.standby.info if self.standby is not None else None
+        if standby is None or standby.pair_uri is None:
+            return 0.0
+        return max(0.0, standby.code_paused_until - time.monotonic())
 
     def _on_worker_send(self, conn: int, data: bytes) -> None:
         entry = self._conns.get(conn)
@@ -466,10 +510,13 @@ class Supervisor:
         standby = self.standby.info if self.standby is not None else None
         offer = None
         if standby is not None and standby.pair_uri is not None:
+            paused = self.code_pause()
             offer = {
                 "id": standby.offer_id,
                 "code": standby.pair_code,
                 "expires_at": standby.offer_expires,
+                "code_paused_s": round(paused),
+                "notice": code_paused_message(paused) if paused > 0 else None,
             }
         sessions = [
             {
@@ -541,6 +588,17 @@ class Supervisor:
             await self._refuse(ws, RefuseCode.MALFORMED, "malformed hello")
             return
         handle = self._route(hello.kind, hello.routing_id)
+        ended = (
+            self.ended_sessions.get(hello.routing_id.hex())
+            if handle is None and hello.kind is MessageType.RESUME
+            else None
+        )
+        if ended is not None:
+            # Authenticated by the worker before it ended: the phone may believe it.
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ended)
+                await ws.close(4000, "session ended")
+            return
         if handle is None:
             code = (
                 RefuseCode.SESSION_UNKNOWN
@@ -590,7 +648,9 @@ class Supervisor:
         standby = self.standby
         if standby is None or standby.info.pair_uri is None:
             return None
-        if kind is MessageType.PAIR_URI and routing_id.hex() != standby.info.offer_id:
+        # The previous offer stays valid through its grace; the worker checks the time.
+        offers = (standby.info.offer_id, standby.info.previous_offer_id)
+        if kind is MessageType.PAIR_URI and routing_id.hex() not in offers:
             return None
         return standby
 
@@ -712,6 +772,10 @@ class Supervisor:
             "offer_open": bool(standby and standby.pair_uri),
             "pair_uri": standby.pair_uri if standby else None,
             "pair_code": standby.pair_code if standby else None,
+            "code_paused_s": round(self.code_pause(), 1),
+            "code_pairing": (
+                code_paused_message(self.code_pause()) if self.code_pause() > 0 else "open"
+            ),
             "ui": self.screen.url if self.screen is not None else None,
             "screens": self.screen.viewers if self.screen is not None else 0,
             "kiosk_browser": self.browser.pid if self.browser is not None else None,

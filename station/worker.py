@@ -33,21 +33,25 @@ from tunnel.aio.pump import EndpointPump
 from tunnel.errors import QueueFull, SessionClosed
 from tunnel.events import (
     Acked,
+    CodePaused,
     Event,
     LinkDown,
     LinkUp,
     LogoutRequested,
     MessageReceived,
     NoticeReceived,
+    OfferRotated,
     Paired,
     PairingFailed,
+    ResumeGap,
     SessionEnded,
     Settings,
 )
-from tunnel.handshake import StationOffer
 from tunnel.offer import new_offer
+from tunnel.open_offers import OFFER_GRACE
 from tunnel.pake import generate_code
-from tunnel.session import StationEndpoint
+from tunnel.station_endpoint import StationEndpoint
+from tunnel.station_handshake import StationOffer
 from wipe.harden import harden_process
 from wipe.memdb import open_memory_db
 from wire import WireError
@@ -92,36 +96,40 @@ class Worker:
         self.record: SessionRecord | None = None  # once paired
         self.fate_waiters: list[asyncio.Future[None]] = []
         self.receipt: Receipt | None = None  # signed at logout
+        self.shown: dict[bytes, tuple[str, str, float]] = {}  # offer id -> URI, code, expiry
 
     # -- offers ----------------------------------------------------------------------
 
     def make_offer(self) -> StationOffer:
+        """A fresh offer. The core calls this when an offer rotates (its deadline, not a
+        sleep here) or after a pairing that spent one never completed."""
+        ttl, grace = self.args.offer_ttl, OFFER_GRACE
+        # The URI stays usable through the grace after its rotation.
         offer, keypair = new_offer(
-            self.args.name, self.addresses, now=time.time(), ttl=self.args.offer_ttl
+            self.args.name, self.addresses, now=time.time() + grace + 1, ttl=ttl
         )
-        self.offer_uri = offer.to_uri()
-        self.offer_code = generate_code()
-        self.offer_expires = offer.expires_at
-        return StationOffer(offer.offer_id, keypair, offer.psk(), self.offer_code)
+        code = generate_code()
+        self.shown[offer.offer_id] = (offer.to_uri(), code, time.time() + ttl)
+        while len(self.shown) > 4:
+            self.shown.pop(next(iter(self.shown)))
+        return StationOffer(offer.offer_id, keypair, offer.psk(), code)
 
-    async def announce_offer(self, offer: StationOffer) -> None:
+    async def announce_offer(self, offer_id: bytes, previous_id: bytes | None) -> None:
+        assert self.pump is not None
+        endpoint = self.pump.endpoint
+        assert isinstance(endpoint, StationEndpoint)
+        uri, code, expires_at = self.shown[offer_id]
         await self.out.write(
             ipc.event_frame(
                 event="offer",
-                offer_id=offer.offer_id.hex(),
-                pair_uri=self.offer_uri,
-                pair_code=self.offer_code,
-                expires_at=self.offer_expires,
+                offer_id=offer_id.hex(),
+                previous_offer_id=previous_id.hex() if previous_id else None,
+                pair_uri=uri,
+                pair_code=code,
+                expires_at=int(expires_at),
+                code_paused_s=round(endpoint.offers.paused_for(self.pump.now()), 1),
             )
         )
-
-    async def rotate_offers(self, endpoint: StationEndpoint) -> None:
-        while endpoint.session_id is None and endpoint.ended is None:
-            await asyncio.sleep(self.args.offer_ttl)
-            if endpoint.session_id is None and endpoint.ended is None:
-                offer = self.make_offer()
-                endpoint.replace_offer(offer)
-                await self.announce_offer(offer)
 
     # -- events from the tunnel -------------------------------------------------------
 
@@ -144,12 +152,25 @@ class Worker:
                     page=page,
                 )
             )
+        elif isinstance(event, OfferRotated):
+            await self.announce_offer(event.offer_id, event.previous_id)
         elif isinstance(event, PairingFailed):
-            if endpoint.session_id is None and endpoint.ended is None:
-                offer = self.make_offer()
-                endpoint.replace_offer(offer)
-                await self.out.write(ipc.event_frame(event="pairing_failed", reason=event.reason))
-                await self.announce_offer(offer)
+            # Only attempts that count: a wrong code, or a pairing that authenticated and
+            # never completed. Junk hellos are refused without an event.
+            await self.out.write(ipc.event_frame(event="pairing_failed", reason=event.reason))
+        elif isinstance(event, CodePaused):
+            await self.out.write(
+                ipc.event_frame(
+                    event="code_paused",
+                    paused_s=round(event.seconds, 1),
+                    failures=event.failures,
+                    pair_code=event.code,
+                )
+            )
+        elif isinstance(event, ResumeGap):
+            await self.out.write(
+                ipc.event_frame(event="resume_gap", first=event.first, last=event.last)
+            )
         elif isinstance(event, LinkUp):
             await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
             await self.report_acked()  # a resume may have acknowledged some at once
@@ -182,6 +203,12 @@ class Worker:
             reason = "remote" if event.by_peer else self.stop_reason
             self.stop_reason = reason
             undelivered = [seq for seq, _ in endpoint.queue.items()]
+            if endpoint.ended_refusal is not None:
+                # The answer to every later resume, MACed under the secrets this
+                # process is about to forget: the supervisor keeps it once we are gone.
+                await self.out.write(
+                    ipc.event_frame(event="session_refusal", refusal=endpoint.ended_refusal.hex())
+                )
             await self.out.write(
                 ipc.event_frame(event="ended", reason=reason, undelivered_seqs=undelivered)
             )
@@ -430,18 +457,23 @@ class Worker:
         self.mirror = Mirror(db)
         await self.mirror.setup()
         offer = self.make_offer()
-        endpoint = StationEndpoint(self.settings, station=self.args.name, offer=offer)
+        endpoint = StationEndpoint(
+            self.settings,
+            station=self.args.name,
+            offer=offer,
+            now=asyncio.get_running_loop().time(),  # the pump's clock
+            make_offer=self.make_offer,
+            offer_ttl=self.args.offer_ttl,
+        )
         self.pump = EndpointPump(endpoint, self.on_event)
-        await self.announce_offer(offer)
+        await self.announce_offer(offer.offer_id, None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # A process-group signal (Ctrl-C, systemd's stop) reaches workers directly:
             # log out as for a shutdown, so the Close frame goes and the socket is removed.
             loop.add_signal_handler(sig, self.stopping.set)
-        tasks = [
-            asyncio.create_task(self.read_supervisor(reader)),
-            asyncio.create_task(self.rotate_offers(endpoint)),
-        ]
+        tasks = [asyncio.create_task(self.read_supervisor(reader))]
+        await self.pump.drain()  # arms the timer at the first rotation
         await self.stopping.wait()
         if endpoint.ended is None:
             await self.drain_then_close(endpoint)

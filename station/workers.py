@@ -43,6 +43,8 @@ class WorkerInfo:
     pair_uri: str | None = None
     pair_code: str | None = None
     offer_expires: float | None = None
+    previous_offer_id: str | None = None  # still valid during its grace after a rotation
+    code_paused_until: float = 0.0  # monotonic: code pairing paused after wrong codes
     session: str | None = None
     fingerprint: str | None = None
     device: str | None = None

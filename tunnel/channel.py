@@ -21,11 +21,15 @@ class ReliableChannel:
         window: int = 1024,
         next_seq: int = 1,
         delivered: int = 0,
+        may_renumber: bool = False,
     ) -> None:
         if window < 1 or next_seq < 1 or delivered < 0:
             raise UsageError("window, next_seq or delivered out of range")
         self._queue = queue
         self.window = window
+        # Only a sender whose messages are idempotent state (the phone's mirror pushes)
+        # may renumber them after a restart; a station's commands keep their seqs.
+        self.may_renumber = may_renumber
         self.next_seq = max(next_seq, queue.last_seq + 1)
         self.delivered = delivered
         first = next(iter(queue.items()), None)
@@ -83,17 +87,33 @@ class ReliableChannel:
         self.delivered = seq
         return True
 
+    def gap(self, peer_delivered: int) -> tuple[int, int] | None:
+        """Sends the peer acknowledged before but no longer has: ``(first, last)``.
+
+        A peer cursor behind our acknowledged cursor means the peer's store went back
+        (restored from an older copy): those messages are gone from both sides."""
+        if peer_delivered < self.acked:
+            return peer_delivered + 1, self.acked
+        return None
+
     def rewind(self, peer_delivered: int) -> None:
         """A new link: the peer has everything through ``peer_delivered``; resend the rest.
 
         A cursor outside ``[acked, next_seq)`` only happens after our own restart from
         a saved state older than our last sends (the peer's cursor comes from an
-        authenticated resume, so it is the truth). Ahead: the peer got messages we no
-        longer count. Behind: it never got messages we no longer hold (``lost``).
-        Either way what we still hold is renumbered to follow the peer's cursor, so
-        the peer sees no gap and no false duplicates.
+        authenticated resume, so it is the truth), or after the peer's store went back
+        (``gap``). A channel that may renumber (the phone's pushes: idempotent state)
+        then renumbers what it still holds to follow the peer's cursor: ahead, the peer
+        got messages we no longer count; behind, it never got messages we no longer
+        hold (``lost``). A channel that may not (the station's commands: a seq is fixed
+        when it is queued) refuses: its caller names the gap instead.
         """
         if peer_delivered >= self.next_seq or peer_delivered < self.acked:
+            if not self.may_renumber:
+                raise UsageError(
+                    f"peer cursor {peer_delivered} outside [{self.acked}, {self.next_seq}):"
+                    " this channel never renumbers"
+                )
             if peer_delivered < self.acked:
                 self.lost += self.acked - peer_delivered
             self.next_seq = self._queue.renumber(peer_delivered + 1)

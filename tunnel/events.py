@@ -21,8 +21,6 @@ class Settings:
     # The phone acknowledges a command only once it is durably applied; the station's
     # mirror lives in RAM and acknowledges on delivery.
     auto_ack: bool = True
-    # Consecutive clear-text refusals of a resume before the phone gives the session up.
-    max_refusals: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +91,36 @@ class NoticeReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferRotated:
+    """The station opened a new current offer (on its timer, or after a pairing that
+    authenticated never completed). ``previous_id``: the offer still in its grace."""
+
+    offer_id: bytes
+    code: str
+    previous_id: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CodePaused:
+    """Wrong code(s): the codes guessed are burned and code pairing pauses.
+
+    ``code`` is the current offer's new code (it works once the pause is over)."""
+
+    seconds: float
+    failures: int  # failed guesses in the streak
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeGap:
+    """A resume whose cursor is behind what that phone already acknowledged: seqs
+    ``first``..``last`` were delivered before and are not in the phone's store now."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     """The phone's resumable state changed: persist ``export_state()`` before sending."""
 
@@ -104,6 +132,9 @@ Event = (
     | MessageReceived
     | Acked
     | PairingFailed
+    | OfferRotated
+    | CodePaused
+    | ResumeGap
     | SessionEnded
     | StateChanged
     | NoticeReceived

@@ -1,6 +1,6 @@
 """The pairing offer and its ``fieldstation://`` URI (what the QR code holds).
 
-    fieldstation://pair?v=1&n=<name>&a=<host:port>[&a=...]&id=<offer id>
+    fieldstation://pair?v=2&n=<name>&a=<host:port>[&a=...]&id=<offer id>
                        &k=<offer public key>&s=<one-time secret>&x=<expiry, unix s>
 
 Binary fields are unpadded base64url. Unknown parameters are ignored (so later
@@ -19,10 +19,11 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tunnel.errors import OfferExpired, OfferFormatError, OfferUsed, PairingError
+from tunnel.errors import OfferFormatError
+from tunnel.flights import WIRE_VERSION
 from tunnel.noise import KeyPair
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = WIRE_VERSION  # the URI's v= says which wire version to speak
 OFFER_ID_LEN = 8
 OFFER_SECRET_LEN = 16
 KEY_LEN = 32
@@ -180,31 +181,3 @@ def new_offer(
         expires_at=int(now + ttl),
     )
     return offer, keypair
-
-
-class OfferBook:
-    """The station's open offers: each is good once, and only until it expires."""
-
-    def __init__(self) -> None:
-        self._open: dict[bytes, PairingOffer] = {}
-        self._used: set[bytes] = set()
-
-    def add(self, offer: PairingOffer) -> None:
-        self._open[offer.offer_id] = offer
-
-    def claim(self, offer_id: bytes, now: float) -> PairingOffer:
-        if offer_id in self._used:
-            raise OfferUsed("this pairing offer was already used")
-        offer = self._open.pop(offer_id, None)
-        if offer is None:
-            raise PairingError("unknown pairing offer")
-        self._used.add(offer_id)
-        if offer.is_expired(now):
-            raise OfferExpired("this pairing offer has expired")
-        return offer
-
-    def discard_expired(self, now: float) -> int:
-        expired = [i for i, o in self._open.items() if o.is_expired(now)]
-        for offer_id in expired:
-            del self._open[offer_id]
-        return len(expired)

@@ -12,20 +12,16 @@ a new transport before the old one is known to be dead.
 
 from __future__ import annotations
 
-import secrets
 import struct
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tunnel.channel import ReliableChannel
 from tunnel.errors import (
     LinkTimeout,
-    MalformedRecord,
     OversizedRecord,
-    PairingError,
     PeerError,
-    ResumeRefused,
     SessionClosed,
     UsageError,
 )
@@ -39,6 +35,7 @@ from tunnel.events import (
     NoticeReceived,
     Paired,
     PairingFailed,
+    ResumeGap,
     SessionEnded,
     Settings,
     StateChanged,
@@ -62,29 +59,22 @@ from tunnel.frames import (
 )
 from tunnel.handshake import (
     SECRET_LEN,
-    SESSION_ID_LEN,
-    WIRE_VERSION,
-    Hello,
     Keys,
-    MessageType,
     PairingResult,
     PhonePairByCode,
     PhonePairByUri,
     PhonePaired,
     PhoneResume,
-    RefuseCode,
-    Refused,
     ResumeResult,
-    StationOffer,
-    StationPairing,
-    StationResume,
-    encode_refusal,
-    parse_hello,
 )
 from tunnel.identity import PhoneIdentity
 from tunnel.queue import OutageQueue, QueueStorage
 from tunnel.records import OVERHEAD as RECORD_OVERHEAD
 from tunnel.records import RecordReceiver, RecordSender
+from tunnel.refusal import FINAL_CODES, RefuseCode, Refused
+
+if TYPE_CHECKING:
+    from tunnel.station_endpoint import StationEndpoint
 
 
 class ConnState(Enum):
@@ -136,12 +126,17 @@ class _Outbox:
 class Endpoint:
     """What the phone and the station share: records, the channel, liveness, logout."""
 
+    # Whether our own sends may be renumbered after a restart (see ReliableChannel).
+    RENUMBERS_OWN_SENDS = False
+
     def __init__(self, settings: Settings, queue: OutageQueue | None = None) -> None:
         self.settings = settings
         self._queue = queue or OutageQueue(
             max_count=settings.queue_max_count, max_bytes=settings.queue_max_bytes
         )
-        self.channel = ReliableChannel(self._queue, window=settings.window)
+        self.channel = ReliableChannel(
+            self._queue, window=settings.window, may_renumber=self.RENUMBERS_OWN_SENDS
+        )
         self._conns: dict[int, _Conn] = {}
         self._active: _Conn | None = None
         self._out = _Outbox()
@@ -552,6 +547,10 @@ class PhoneState:
 class PhoneEndpoint(Endpoint):
     """The phone: opens every transport, pairs once, then resumes until logout."""
 
+    # The phone's pushes are idempotent mirror state: after the phone's own restart
+    # from an older saved state they may take new numbers. Commands never do.
+    RENUMBERS_OWN_SENDS = True
+
     def __init__(
         self,
         settings: Settings,
@@ -572,7 +571,6 @@ class PhoneEndpoint(Endpoint):
         self._uri_offer = uri_offer
         self._code = code
         self._secret = b""
-        self._refusals = 0
         self.station = ""
         if state is not None:
             self.session_id = state.session_id
@@ -583,6 +581,7 @@ class PhoneEndpoint(Endpoint):
                 window=settings.window,
                 next_seq=state.next_seq,
                 delivered=state.delivered,
+                may_renumber=True,
             )
             self._acked_cursor = state.delivered
         elif identity is None or (uri_offer is None) == (code is None):
@@ -639,7 +638,6 @@ class PhoneEndpoint(Endpoint):
             c.last_sent = now
         if result is None:
             return
-        self._refusals = 0
         self._open_records(c, result.keys)
         self._secret = result.keys.next_secret
         if isinstance(result, PairingResult):
@@ -661,12 +659,18 @@ class PhoneEndpoint(Endpoint):
             self._out.events.append(PairingFailed(refusal.reason))
             self._end(f"pairing refused: {refusal.reason}", by_peer=True)
             return
-        self._refusals += 1
-        final = refusal.code is RefuseCode.SESSION_ENDED
-        if final or self._refusals >= self.settings.max_refusals:
-            self._end(f"station refused: {refusal.reason}", by_peer=True)
-        else:
-            self._out.events.append(LinkDown(c.id, f"refused: {refusal.reason}"))
+        if refusal.authenticated and refusal.code in FINAL_CODES:
+            # Only the station's worker holds our resumption secret: this is the truth.
+            gap = refusal.details.gap
+            if refusal.code is RefuseCode.RESUME_GAP and gap is not None:
+                self._out.events.append(ResumeGap(*gap))
+                self._end(f"resume refused: {refusal.reason}", by_peer=True)
+            else:
+                why = refusal.details.reason or refusal.reason
+                self._end(f"session ended at the station ({why})", by_peer=True)
+            return
+        # Clear text: anyone on the LAN can send one. Advisory; keep trying.
+        self._out.events.append(LinkDown(c.id, f"refused: {refusal.reason}"))
 
     def _transport_gone(
         self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
@@ -679,156 +683,13 @@ class PhoneEndpoint(Endpoint):
         super()._transport_gone(c, reason, now, during_handshake=during_handshake)
 
 
-# -- the station -------------------------------------------------------------------
+def __getattr__(name: str) -> object:
+    # StationEndpoint moved to its own module; old imports from here keep working.
+    if name == "StationEndpoint":
+        from tunnel.station_endpoint import StationEndpoint
 
-
-class StationEndpoint(Endpoint):
-    """The station worker's end: holds one pairing offer, then the paired session."""
-
-    _SEEN_EPHEMERALS = 256
-
-    def __init__(self, settings: Settings, *, station: str, offer: StationOffer) -> None:
-        super().__init__(settings)
-        self.station = station
-        self._offer: StationOffer | None = offer
-        self._secret = b""  # confirmed resumption secret
-        self._pending_secret = b""  # from a resume whose confirmation has not arrived
-        self._seen: deque[bytes] = deque(maxlen=self._SEEN_EPHEMERALS)
-        self.fingerprint: str | None = None
-        self.phone_key: bytes | None = None
-
-    @property
-    def offer_open(self) -> bool:
-        return self._offer is not None
-
-    def replace_offer(self, offer: StationOffer) -> None:
-        """Rotate the offer (before pairing only): the old one stops working at once."""
-        if self.session_id is not None or self.ended is not None:
-            raise UsageError("the session is paired; offers are over")
-        self._offer = offer
-
-    def _refuse(self, c: _Conn, code: RefuseCode, reason: str) -> None:
-        self._out.data.append((c.id, encode_refusal(code, reason)))
-        self._close_conn(c, reason)
-
-    def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
-        c.last_received = now
-        if c.driver is not None:
-            driver = c.driver
-            assert isinstance(driver, StationPairing)
-            try:
-                reply, paired = driver.receive(data)
-            except PeerError as exc:
-                self._pairing_failed(c, exc.close_reason)
-                return
-            self._paired_handshake(c, reply, paired, now)
-            return
-        try:
-            hello = parse_hello(data)
-        except MalformedRecord:
-            self._refuse(c, RefuseCode.MALFORMED, "malformed hello")
-            return
-        if hello.version != WIRE_VERSION:
-            self._refuse(c, RefuseCode.VERSION, f"unsupported version {hello.version}")
-            return
-        if hello.kind is MessageType.RESUME:
-            self._resume(c, hello, now)
-        else:
-            self._pair(c, hello, now)
-
-    def _pair(self, c: _Conn, hello: Hello, now: float) -> None:
-        offer = self._offer
-        if offer is None or self.session_id is not None:
-            self._refuse(c, RefuseCode.OFFER_USED, "offer already used")
-            return
-        if hello.kind is MessageType.PAIR_URI and hello.routing_id != offer.offer_id:
-            self._refuse(c, RefuseCode.OFFER_UNKNOWN, "unknown or rotated offer")
-            return
-        # One attempt per offer, whatever its outcome: a LAN attacker gets one guess.
-        self._offer = None
-        driver = StationPairing(offer, secrets.token_bytes(SESSION_ID_LEN), self.station)
-        c.driver = driver
-        try:
-            reply, paired = driver.receive_hello(hello)
-        except (PeerError, PairingError) as exc:
-            self._pairing_failed(c, exc.close_reason)
-            return
-        self._paired_handshake(c, reply, paired, now)
-
-    def _paired_handshake(
-        self, c: _Conn, reply: bytes, paired: PhonePaired | None, now: float
-    ) -> None:
-        self._out.data.append((c.id, reply))
-        c.last_sent = now
-        if paired is None:
-            return
-        self._open_records(c, paired.keys)
-        c.paired = paired
-        c.candidate_secret = paired.keys.next_secret
-        c.move(ConnState.OPEN)
-
-    def _pairing_failed(self, c: _Conn, reason: str) -> None:
-        self._refuse(c, RefuseCode.HANDSHAKE_FAILED, "pairing failed")
-        self._out.events.append(PairingFailed(reason))
-
-    def _resume(self, c: _Conn, hello: Hello, now: float) -> None:
-        if self.ended is not None:
-            self._refuse(c, RefuseCode.SESSION_ENDED, "session ended")
-            return
-        if self.session_id is None or hello.routing_id != self.session_id:
-            self._refuse(c, RefuseCode.SESSION_UNKNOWN, "unknown session")
-            return
-        ephemeral = StationResume.ephemeral_of(hello)
-        if ephemeral in self._seen:
-            self._refuse(c, RefuseCode.RESUME_REFUSED, "replayed resume")
-            return
-        self._seen.append(ephemeral)
-        candidates = [self._secret] + ([self._pending_secret] if self._pending_secret else [])
-        try:
-            reply, result, index = StationResume(candidates, self.channel.delivered).receive_hello(
-                hello
-            )
-        except (ResumeRefused, PeerError):
-            self._refuse(c, RefuseCode.RESUME_REFUSED, "resume refused")
-            return
-        if index == 1:
-            # The phone holds the pending secret, so it saw our last accept: the old
-            # secret is dead from now on.
-            self._secret = self._pending_secret
-        self._pending_secret = result.keys.next_secret
-        self._open_records(c, result.keys)
-        c.candidate_secret = result.keys.next_secret
-        c.peer_cursor = result.peer_cursor
-        c.resumed = True
-        c.move(ConnState.OPEN)
-        self._out.data.append((c.id, reply))
-        c.last_sent = now
-
-    def _confirmed(self, c: _Conn, now: float) -> None:
-        # The phone's first record proves it completed the handshake and holds the new
-        # secret: commit it, and make this transport the session's link.
-        self._secret = c.candidate_secret
-        self._pending_secret = b""
-        if c.paired is not None:
-            self.session_id = self.session_id or self._session_of(c)
-            self.fingerprint = c.paired.fingerprint
-            self.phone_key = c.paired.phone_key
-            self._out.events.append(Paired(self.session_id, self.station, self.fingerprint))
-            c.paired = None
-        self._activate(c, c.peer_cursor, resumed=c.resumed, now=now)
-
-    @staticmethod
-    def _session_of(c: _Conn) -> bytes:
-        driver = c.driver
-        assert isinstance(driver, StationPairing)
-        return driver.session_id
-
-    def _transport_gone(
-        self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
-    ) -> None:
-        if c.driver is not None and self.session_id is None:
-            self._out.events.append(PairingFailed(reason))
-        super()._transport_gone(c, reason, now, during_handshake=during_handshake)
+        return StationEndpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

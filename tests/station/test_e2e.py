@@ -242,16 +242,35 @@ def test_logout_reports_what_never_reached_the_phone(station: Proc, tmp_path: Pa
     assert station.wait_for("wiped", where=lambda e: e["session"] == session)["undelivered"] == 3
 
 
-def test_wrong_code_rotates_the_offer(station: Proc, tmp_path: Path) -> None:
+def test_a_wrong_code_burns_the_code_pauses_codes_and_the_qr_still_pairs(
+    station: Proc, tmp_path: Path
+) -> None:
     home = _phone_home(tmp_path)
     ready = station.wait_for("ready")
     code = str(ready["pair_code"])
     wrong = "0000-0000" if code != "0000-0000" else "1111-1111"
-    phone = _link(home, wrong, "--connect", f"127.0.0.1:{ready['port']}")
+    phone = Proc(
+        [command("medic-phone"), "link", wrong, "--home", str(home), "--json"]
+        + ["--connect", f"127.0.0.1:{ready['port']}"]
+    )
     assert phone.popen.wait(15) != 0
-    assert "pairing failed" in "\n".join(phone.stderr)
-    station.wait_for("pairing_failed")
-    assert station.wait_for("offer")["pair_code"] != code
+    stderr = "\n".join(phone.stderr)
+    assert "wrong or expired code" in stderr and "pairing failed: pairing failed" not in stderr
+    assert phone.wait_for("pairing_failed")["reason"] == "wrong or expired code"
+    assert station.wait_for("pairing_failed")["reason"] == "wrong or expired code"
+    paused = station.wait_for("code_paused")
+    assert paused["pair_code"] != code and paused["paused_s"] == 4.0
+    assert station.count("offer") == 0  # a burnt code is not a new offer line
+    status = json.loads(run([command("station"), "status", *_ctl(tmp_path), "--json"]).stdout)
+    assert status["pair_code"] == paused["pair_code"] and status["pair_uri"] == ready["pair_uri"]
+    assert status["code_pairing"].startswith("code pairing paused for ")
+    assert status["code_pairing"].endswith(" s after wrong codes; scan the QR code")
+    human = run([command("station"), "status", *_ctl(tmp_path)]).stdout
+    assert "after wrong codes; scan the QR code" in human
+    # The QR code's URI was never touched: it pairs during the pause.
+    by_uri = _link(_phone_home(tmp_path, "qr"), str(ready["pair_uri"]))
+    by_uri.wait_for("paired")
+    by_uri.stop()
 
 
 def test_pair_by_code_with_connect(station: Proc, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from tests.tunnel.helpers import make_pair, paired, received
 from tunnel.errors import QueueFull, SessionClosed, UsageError
 from tunnel.events import (
+    CodePaused,
     LinkDown,
     LinkUp,
     Paired,
@@ -52,24 +53,40 @@ def test_pair_by_code() -> None:
     assert pair.station.fingerprint is not None
 
 
-def test_wrong_code_is_refused_and_the_offer_burns() -> None:
+def test_a_wrong_code_burns_the_code_pauses_codes_and_leaves_the_uri() -> None:
     setup = make_pair(code="0000-0001")
     pair = setup.pair
-    if setup.station_offer.code == "0000-0001":
+    old_code = setup.station_offer.code
+    if old_code == "0000-0001":
         pytest.skip("the random code happened to match")
     pair.connect()
     pair.transfer()
-    assert any(isinstance(e, PairingFailed) for e in pair.station_events)
-    assert any(isinstance(e, PairingFailed) for e in pair.phone_events)
-    assert pair.phone.ended is not None and not pair.station.offer_open
-    # Even the right code cannot be tried on a burnt offer.
-    right = PhoneEndpoint(
-        Settings(), identity=PhoneIdentity.generate(), code=setup.station_offer.code
-    )
-    pair.phone = right
+    assert [e.reason for e in pair.station_events if isinstance(e, PairingFailed)] == [
+        "wrong or expired code"
+    ]
+    assert [e.reason for e in pair.phone_events if isinstance(e, PairingFailed)] == [
+        "wrong or expired code"
+    ]
+    paused = [e for e in pair.station_events if isinstance(e, CodePaused)]
+    assert len(paused) == 1 and paused[0].seconds == 4.0 and paused[0].code != old_code
+    assert pair.phone.ended is not None and pair.station.offer_open
+    # The burnt code is gone for good, even once the pause is over.
+    pair.advance(5)
+    right_too_late = PhoneEndpoint(Settings(), identity=PhoneIdentity.generate(), code=old_code)
+    pair.phone = right_too_late
     pair.connect()
     pair.transfer()
-    assert right.ended is not None and not pair.station.linked
+    assert right_too_late.ended is not None and not pair.station.linked
+    # The URI was never touched: it pairs at once, pause or not.
+    by_uri = PhoneEndpoint(
+        Settings(),
+        identity=PhoneIdentity.generate(),
+        uri_offer=(setup.offer.offer_id, setup.offer.public_key, setup.offer.psk()),
+    )
+    pair.phone = by_uri
+    pair.connect()
+    pair.transfer()
+    assert by_uri.linked and pair.station.linked
 
 
 def test_offer_is_single_use_and_a_replayed_hello_is_refused() -> None:

@@ -18,6 +18,7 @@
   let selected = "pairing";
   let offerId = null;
   let expiresAt = 0;
+  let codePausedUntil = 0; // wrong codes pause code pairing; the QR code always works
   let socket = null;
   let retryMs = 500;
 
@@ -49,13 +50,22 @@
       qr.src = `/qr.svg?k=${encodeURIComponent(key)}&o=${encodeURIComponent(offer.id)}`;
       qr.hidden = false;
     }
-    $("code").textContent = offer.code;
+    $("code").dataset.code = offer.code;
+    codePausedUntil = Date.now() + (offer.code_paused_s || 0) * 1000;
     expiresAt = offer.expires_at * 1000;
     tickExpiry();
   }
 
   function tickExpiry() {
     if (offerId === null) return;
+    const paused = Math.round((codePausedUntil - Date.now()) / 1000);
+    if (paused > 0) {
+      $("code").textContent = "\u00a0";
+      $("expiry").textContent =
+        `Code pairing paused for ${paused} s after wrong codes; scan the QR code.`;
+      return;
+    }
+    $("code").textContent = $("code").dataset.code || "\u00a0";
     const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
     $("expiry").textContent = `A new code appears in ${left} s. Each code works once.`;
   }
