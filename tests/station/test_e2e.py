@@ -249,10 +249,7 @@ def test_a_wrong_code_burns_the_code_pauses_codes_and_the_qr_still_pairs(
     ready = station.wait_for("ready")
     code = str(ready["pair_code"])
     wrong = "0000-0000" if code != "0000-0000" else "1111-1111"
-    phone = Proc(
-        [command("medic-phone"), "link", wrong, "--home", str(home), "--json"]
-        + ["--connect", f"127.0.0.1:{ready['port']}"]
-    )
+    phone = _link(home, wrong, "--connect", f"127.0.0.1:{ready['port']}")
     assert phone.popen.wait(15) != 0
     stderr = "\n".join(phone.stderr)
     assert "wrong or expired code" in stderr and "pairing failed: pairing failed" not in stderr
