@@ -125,3 +125,19 @@ def switched_hosts(count: int) -> Iterator[list[Host]]:
     finally:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
+
+
+@dataclass(frozen=True)
+class ThreeLan:
+    """A station, a phone and an attacker, each a host of its own on one switch."""
+
+    station: Host
+    phone: Host
+    attacker: Host
+
+
+@contextmanager
+def three_hosts() -> Iterator[ThreeLan]:
+    """Station, phone and attacker hosts on one bridge (``switched_hosts``)."""
+    with switched_hosts(3) as (station, phone, attacker):
+        yield ThreeLan(station, phone, attacker)
