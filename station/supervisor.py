@@ -111,6 +111,9 @@ class Supervisor:
         self._policy_wake = asyncio.Event()
         self.ended: dict[str, dict[str, Any]] = {}  # session -> its wiped event, for logout
         self.ended_sessions = EndedSessions()  # authenticated answers for ended sessions
+        # Wrong-code streak (failures, last failure, paused until; monotonic), carried to
+        # each new standby so that a medic pairing does not reset an attacker's back-off.
+        self._code_streak: tuple[int, float, float] | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         self._emit({**event, "ts": rfc3339_now()})
@@ -261,6 +264,7 @@ class Supervisor:
                 queue_limit=self.config.queue_limit,
                 command_ttl=self.config.command_ttl,
                 ui_origin=self.screen.origin if self.screen is not None else None,
+                extra=self._code_streak_args(),
             )
             self.workers[handle.info.id] = handle
             self.standby = handle
@@ -457,8 +461,10 @@ class Supervisor:
     def _code_paused(self, info: WorkerInfo, event: dict[str, Any]) -> None:
         """Wrong codes: one line per pause (the back-off bounds them), never an offer line."""
         paused = float(event.get("paused_s", 0))
-        info.code_paused_until = time.monotonic() + paused
+        now = time.monotonic()
+        info.code_paused_until = now + paused
         info.pair_code = str(event.get("pair_code") or info.pair_code)
+        self._code_streak = (int(event.get("failures", 0)), now, now + paused)
         self.emit(
             {
                 "event": "code_paused",
@@ -471,6 +477,17 @@ class Supervisor:
         self._update_advert()
         # Show the code again when the pause ends.
         asyncio.get_running_loop().call_later(paused + 0.05, self._screen_changed)
+
+    def _code_streak_args(self) -> list[str]:
+        if self._code_streak is None:
+            return []
+        streak, last, until = self._code_streak
+        now = time.monotonic()
+        return [
+            f"--code-streak={streak}",
+            f"--code-quiet-s={now - last:.3f}",
+            f"--code-paused-s={max(0.0, until - now):.3f}",
+        ]
 
     def code_pause(self) -> float:
         """Seconds code pairing stays paused at the open offer (0: codes work)."""

@@ -48,7 +48,7 @@ from tunnel.events import (
     Settings,
 )
 from tunnel.offer import new_offer
-from tunnel.open_offers import OFFER_GRACE
+from tunnel.open_offers import OFFER_GRACE, CodeBackoff
 from tunnel.pake import generate_code
 from tunnel.station_endpoint import StationEndpoint
 from tunnel.station_handshake import StationOffer
@@ -457,13 +457,17 @@ class Worker:
         self.mirror = Mirror(db)
         await self.mirror.setup()
         offer = self.make_offer()
+        now = asyncio.get_running_loop().time()  # the pump's clock
         endpoint = StationEndpoint(
             self.settings,
             station=self.args.name,
             offer=offer,
-            now=asyncio.get_running_loop().time(),  # the pump's clock
+            now=now,
             make_offer=self.make_offer,
             offer_ttl=self.args.offer_ttl,
+            backoff=CodeBackoff.carried_over(
+                self.args.code_streak, self.args.code_quiet_s, self.args.code_paused_s, now
+            ),
         )
         self.pump = EndpointPump(endpoint, self.on_event)
         await self.announce_offer(offer.offer_id, None)
@@ -535,6 +539,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--offer-ttl", type=float, default=30.0)
     parser.add_argument("--ppid", type=int, required=True)
     parser.add_argument("--queue-limit", type=int, default=10_000)
+    # The station's wrong-code streak so far (see CodeBackoff.carried_over).
+    parser.add_argument("--code-streak", type=int, default=0)
+    parser.add_argument("--code-quiet-s", type=float, default=0.0)
+    parser.add_argument("--code-paused-s", type=float, default=0.0)
     parser.add_argument(
         "--command-ttl", type=float, default=None, help="default TTL of a command, seconds"
     )

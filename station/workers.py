@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +141,7 @@ class WorkerHandle:
         queue_limit: int,
         ui_origin: str | None = None,
         command_ttl: float | None = None,
+        extra: Sequence[str] = (),
     ) -> WorkerHandle:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [
@@ -168,6 +169,7 @@ class WorkerHandle:
             argv += ["--command-ttl", repr(command_ttl)]
         for host, port in addresses:
             argv += ["--address", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        argv += extra
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,

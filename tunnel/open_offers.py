@@ -46,6 +46,19 @@ class CodeBackoff:
         self.paused_until = 0.0
         self._last_failure: float | None = None
 
+    @classmethod
+    def carried_over(
+        cls, streak: int, quiet_for: float, paused_for: float, now: float
+    ) -> CodeBackoff:
+        """A streak that began in another worker: the supervisor carries it to the next
+        standby, so a medic pairing (a new worker) does not hand the attacker a new one."""
+        backoff = cls()
+        backoff.streak = max(0, streak)
+        if streak > 0:
+            backoff._last_failure = now - max(0.0, quiet_for)
+        backoff.paused_until = now + max(0.0, paused_for)
+        return backoff
+
     def failed(self, now: float, guesses: int = 1) -> float:
         """Record failed guesses; returns the pause from now, in seconds."""
         if self._last_failure is not None and now - self._last_failure > self.forget_after:

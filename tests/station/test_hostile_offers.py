@@ -190,13 +190,13 @@ def test_pairing_half_a_second_before_and_after_a_rotation(tmp_path: Path) -> No
                 phone = _pair(lan.phone, home, str(offer["pair_code"]), "--connect", connect)
             try:
                 phone.wait_for("paired", timeout=20)
+                paired = station.wait_for("paired", after=index)
                 ok = True
             except AssertionError:
                 ok = False
-            results.append((by, when, ok, time.time() - at))
+            results.append((by, when, ok, round(time.time() - at, 2)))
             phone.stop()
             if ok:
-                paired = station.wait_for("paired", after=index)
                 index = station.events.index(paired) + 1
                 _logout(tmp_path, str(paired["session"]))
             else:

@@ -346,3 +346,28 @@ def test_any_attacker_schedule_stays_within_7_guesses_a_minute(waits: list[float
             offers.code_failed(tuple(s for s, _ in codes), now)
     if guesses:
         assert _most_in_a_minute(guesses) <= 7
+
+
+def test_a_new_standby_carries_the_streak_so_pairings_do_not_reset_it() -> None:
+    """Each medic who pairs leaves a new worker (new offers); the supervisor hands it the
+    wrong-code streak, so an attacker gains nothing from pairings: 20 a minute here."""
+
+    def make() -> StationOffer:
+        return station_offer()[1]
+
+    now, guesses = 0.0, []
+    streak, last, until = 0, 0.0, 0.0
+    while now < 3600:
+        backoff = CodeBackoff.carried_over(streak, now - last, until - now, now)
+        offers = OpenOffers(make(), now, make_offer=make, ttl=30.0, backoff=backoff)
+        end = now + 3.0  # a medic pairs by QR code every 3 s: this worker is done
+        while now < end:
+            codes = offers.open_codes(now)
+            if codes:
+                guesses.append(now)
+                pause = offers.code_failed(tuple(s for s, _ in codes), now)
+                streak, last, until = backoff.streak, now, now + pause
+            now = min(end, now + max(offers.paused_for(now), 0.01))
+    print(f"with a pairing every 3 s: {len(guesses)} guesses in an hour")
+    assert _most_in_a_minute(guesses) <= 7
+    assert len(guesses) <= 65
