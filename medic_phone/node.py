@@ -217,6 +217,9 @@ class PhoneNode:
             self._ended_how = event
             self._ended_event.set()
             self._ended = event.reason
+            details = endpoint.ended_details
+            if details is not None and details.receipt and self.link_id is not None:
+                await self._ended_receipt(details.receipt)
             if self.link_id is not None and self._gap is None:
                 await self.store.end_link(self.link_id, event.reason)
                 self.emit({"event": "logout", "reason": _logout_reason(event)})
@@ -336,6 +339,15 @@ class PhoneNode:
                 await self.store.set_receipt_key(self.link_id, notice.key)
         elif isinstance(notice, Receipt):
             await self.keep_receipt(notice)
+
+    async def _ended_receipt(self, raw: bytes) -> None:
+        """The receipt the station's authenticated SESSION_ENDED carried (we were away)."""
+        assert self.link_id is not None
+        if self.news.receipt_key is None:
+            key = await self.store.receipt_key(self.link_id)
+            if key is not None:
+                self.news.learn_key(ReceiptKey(key))
+        await self.keep_receipt(Receipt(body=raw[64:], signature=raw[:64]))
 
     async def keep_receipt(self, receipt: Receipt) -> None:
         """A wipe receipt: checked, kept with the link, and told to the medic."""

@@ -653,6 +653,11 @@ class PhoneStore:
                 (bytes(key), link_id),
             )
 
+    async def receipt_key(self, link_id: str) -> bytes | None:
+        async with self._transaction(write=False) as db:
+            row = await _one(db, "SELECT receipt_key FROM links WHERE id = ?", (link_id,))
+        return None if row is None or row[0] is None else bytes(row[0])
+
     async def add_receipt(self, link_id: str, body: bytes, signature: bytes, at: float) -> bool:
         """Keep a session's wipe receipt (content-free); False if it already has one."""
         async with self._transaction(write=True) as db:

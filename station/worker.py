@@ -520,6 +520,8 @@ class Worker:
                 self.view.fates(self.record.fates.all())
             await self.pump.notify(encode(receipt))
             self.receipt = receipt
+            # A phone away now gets it later, in the session's authenticated refusal.
+            endpoint.ended_receipt = receipt.signature + receipt.body
         await self.pump.close(self.stop_reason)
         # Let the Close record reach the supervisor before the process ends.
         await asyncio.sleep(0)

@@ -1,7 +1,7 @@
 """Refusals: why a station turned a transport away, and when a phone may believe it.
 
     REFUSE = 0x7f · code (u8) · flags (u8) · reason length (u8, <= 120) · reason (ASCII)
-             · body length (u16, <= 512) · body · MAC count (u8, <= 16) · count x MAC (32)
+             · body length (u16, <= 600) · body · MAC count (u8, <= 9) · count x MAC (32)
 
 A refusal without a MAC is clear text: anyone on the LAN can send one, so a phone
 treats it as advisory and keeps trying. A refusal that ends a session (the session
@@ -19,7 +19,8 @@ station precomputes when a session ends (the supervisor keeps it and answers wit
 after the worker is gone) is unbound: it is true for every later hello.
 
 The body is a list of items ``type (u8) · length (u16) · value``; unknown types are
-skipped, so later versions can add some (4 is reserved for a signed wipe receipt).
+skipped, so later versions can add some. Item 4 carries the session's signed wipe
+receipt, opaque here.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from tunnel.errors import MalformedRecord, PairingError, UsageError
 from tunnel.flights import SECRET_LEN, SESSION_ID_LEN, MessageType
 
 MAX_REASON = 120
-MAX_BODY = 512
-MAX_MACS = 16
+MAX_BODY = 600  # room for a signed wipe receipt (item 4) beside the reason and ranges
+MAX_MACS = 9  # the confirmed secret and up to 8 pending ones
 MAC_LEN = 32
 BINDING_LEN = 32
 FLAG_BOUND = 0x01
@@ -84,7 +85,7 @@ class BodyItem(IntEnum):
     REASON = 1  # UTF-8: why the session ended ("explicit", "inactivity", ...)
     UNDELIVERED = 2  # ranges (first u64 · last u64) of commands the phone never acknowledged
     GAP = 3  # one range: acknowledged by this phone before, absent from its store now
-    # 4: reserved for the signed, content-free wipe receipt
+    RECEIPT = 4  # the signed, content-free wipe receipt: signature (64) · canonical JSON
 
 
 SeqRanges = tuple[tuple[int, int], ...]
@@ -108,6 +109,7 @@ class RefusalBody:
     reason: str | None = None
     undelivered: SeqRanges = ()
     gap: tuple[int, int] | None = None
+    receipt: bytes | None = None  # opaque here; the application signs and checks it
 
     def encode(self) -> bytes:
         items: list[bytes] = []
@@ -120,6 +122,8 @@ class RefusalBody:
             items.append(_item(BodyItem.UNDELIVERED, value))
         if self.gap is not None:
             items.append(_item(BodyItem.GAP, _RANGE.pack(*self.gap)))
+        if self.receipt is not None:
+            items.append(_item(BodyItem.RECEIPT, self.receipt))
         return b"".join(items)
 
     @classmethod
@@ -127,6 +131,7 @@ class RefusalBody:
         reason: str | None = None
         undelivered: SeqRanges = ()
         gap: tuple[int, int] | None = None
+        receipt: bytes | None = None
         at = 0
         while at < len(data):
             if at + 3 > len(data):
@@ -139,6 +144,8 @@ class RefusalBody:
             at += 3 + length
             if kind == BodyItem.REASON:
                 reason = value.decode("utf-8", "replace")
+            elif kind == BodyItem.RECEIPT:
+                receipt = bytes(value)
             elif kind in (BodyItem.UNDELIVERED, BodyItem.GAP):
                 if length % _RANGE.size or length // _RANGE.size > MAX_RANGES:
                     raise MalformedRecord("refusal body ranges of the wrong size")
@@ -149,7 +156,7 @@ class RefusalBody:
                     gap = ranges[0]
                 else:
                     raise MalformedRecord("a gap is one range")
-        return cls(reason, undelivered, gap)
+        return cls(reason, undelivered, gap, receipt)
 
 
 def _item(kind: BodyItem, value: bytes) -> bytes:

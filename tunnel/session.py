@@ -71,7 +71,7 @@ from tunnel.identity import PhoneIdentity
 from tunnel.queue import OutageQueue, QueueStorage
 from tunnel.records import OVERHEAD as RECORD_OVERHEAD
 from tunnel.records import RecordReceiver, RecordSender
-from tunnel.refusal import FINAL_CODES, RefuseCode, Refused
+from tunnel.refusal import FINAL_CODES, RefusalBody, RefuseCode, Refused
 
 if TYPE_CHECKING:
     from tunnel.station_endpoint import StationEndpoint
@@ -572,6 +572,7 @@ class PhoneEndpoint(Endpoint):
         self._code = code
         self._secret = b""
         self.station = ""
+        self.ended_details: RefusalBody | None = None  # from an authenticated SESSION_ENDED
         if state is not None:
             self.session_id = state.session_id
             self._secret = state.secret
@@ -667,6 +668,7 @@ class PhoneEndpoint(Endpoint):
                 self._end(f"resume refused: {refusal.reason}", by_peer=True)
             else:
                 why = refusal.details.reason or refusal.reason
+                self.ended_details = refusal.details  # e.g. the wipe receipt it carries
                 self._end(f"session ended at the station ({why})", by_peer=True)
             return
         # Clear text: anyone on the LAN can send one. Advisory; keep trying.

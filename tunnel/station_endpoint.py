@@ -31,6 +31,7 @@ from tunnel.events import (
 from tunnel.flights import SESSION_ID_LEN, WIRE_VERSION, Hello, MessageType, parse_hello
 from tunnel.open_offers import OFFER_GRACE, CodeBackoff, OfferMaker, OpenOffers
 from tunnel.refusal import (
+    MAX_BODY,
     MAX_RANGES,
     WRONG_CODE_MESSAGE,
     RefusalBody,
@@ -86,6 +87,9 @@ class StationEndpoint(Endpoint):
         self.fingerprint: str | None = None
         self.phone_key: bytes | None = None
         self.ended_refusal: bytes | None = None
+        # Set by the application before it logs out: its signed wipe receipt, which the
+        # ended-session refusal then carries to a phone that was away (opaque here).
+        self.ended_receipt: bytes | None = None
         self.refused_hellos = 0  # a count, never a line per refusal
 
     @property
@@ -330,12 +334,18 @@ class StationEndpoint(Endpoint):
             if len(undelivered) > MAX_RANGES:
                 # Cannot happen: seqs are never renumbered, so the queue is one range.
                 undelivered = ((undelivered[0][0], undelivered[-1][1]),)
+            body = RefusalBody(reason=reason, undelivered=undelivered, receipt=self.ended_receipt)
+            if len(body.encode()) > MAX_BODY:
+                # The receipt holds the same ranges, signed: keep it, drop our copy.
+                body = RefusalBody(reason=reason, receipt=self.ended_receipt)
+            if len(body.encode()) > MAX_BODY:
+                body = RefusalBody(reason=reason, undelivered=undelivered)
             self.ended_refusal = authenticated_refusal(
                 RefuseCode.SESSION_ENDED,
                 "session ended",
                 session_id=self.session_id,
-                secrets=[self._secret, *self._pending][:16],
-                body=RefusalBody(reason=reason, undelivered=undelivered),
+                secrets=[self._secret, *self._pending],
+                body=body,
             )
         super()._end(reason, by_peer=by_peer, confirmed=confirmed)
         # Nothing may resume now: the secrets go; only their MACs stay, in the refusal.

@@ -111,6 +111,8 @@ def test_a_phone_away_at_logout_learns_it_from_the_supervisor_authenticated(
     home = init_phone(tmp_path / "phone")
     phone = link_phone(station, home, uri)
     session = str(station.wait_for("paired")["session"])
+    _send(tmp_path, ["delivered"])
+    _settled(tmp_path, home, 1)  # linked a while: it knows the key that signs receipts
     phone.stop()  # detached: the link is kept, the phone is away
     station.wait_for("link_down")
     _send(tmp_path, ["never delivered"])
@@ -121,5 +123,8 @@ def test_a_phone_away_at_logout_learns_it_from_the_supervisor_authenticated(
     relinked = Proc([command("medic-phone"), "link", uri, "--home", str(home), "--json"])
     logout = relinked.wait_for("logout", timeout=20)
     assert logout["reason"] == "session ended at the station (explicit)"
+    receipt = relinked.wait_for("receipt")  # carried by the refusal, signed by the worker
+    assert receipt["verified"] and receipt["session"] == session
+    assert receipt["undelivered_seqs"] == [2]
     relinked.popen.wait(15)
     station.stop()

@@ -92,9 +92,9 @@ def test_any_tampered_byte_breaks_the_refusal(data: st.DataObject) -> None:
 
 
 def test_body_items_round_trip_and_unknown_items_are_skipped() -> None:
-    body = RefusalBody(reason="remote", undelivered=((1, 1), (4, 9)), gap=(2, 3))
+    body = RefusalBody(reason="remote", undelivered=((1, 1), (4, 9)), gap=(2, 3), receipt=b"r")
     assert RefusalBody.decode(body.encode()) == body
-    assert RefusalBody.decode(b"\x04\x00\x03abc" + body.encode()) == body  # a future item
+    assert RefusalBody.decode(b"\x09\x00\x03abc" + body.encode()) == body  # a future item
     with pytest.raises(MalformedRecord):
         RefusalBody.decode(b"\x02\x00\x05abcde")
     assert seq_ranges([9, 3, 4, 5, 5]) == ((3, 5), (9, 9))
@@ -115,6 +115,8 @@ def test_a_logout_while_the_phone_was_away_ends_it_authenticated() -> None:
     ended = _ended(pair.phone_events)
     assert ended and ended[0].by_peer
     assert pair.phone.ended == "session ended at the station (inactivity)"
+    assert pair.phone.ended_details is not None
+    assert pair.phone.ended_details.undelivered == ((1, 1),)
     again = parse_refusal(pair.station.ended_refusal or b"")
     assert again.verify(pair.station.session_id or b"", pair.phone.export_state().secret, b"")
     assert again.details.undelivered == ((1, 1),)
@@ -308,3 +310,18 @@ def test_confirming_one_resume_forgets_the_others() -> None:
     pair.inject(STATION, driver.first_message(), conn)
     pair.transfer()
     assert conn not in pair.transports
+
+
+def test_the_ended_refusal_carries_the_wipe_receipt_within_its_limits() -> None:
+    pair = paired().pair
+    pair.cut()
+    for i in range(40):
+        pair.station.send(b"%d" % i, pair.now)
+    pair.station.ended_receipt = b"s" * 64 + b"{" + b"x" * 430 + b"}"
+    pair.station.close("inactivity", pair.now)
+    raw = pair.station.ended_refusal or b""
+    assert len(raw) <= 1024
+    pair.connect()
+    pair.transfer()
+    details = pair.phone.ended_details
+    assert details is not None and details.receipt == pair.station.ended_receipt
