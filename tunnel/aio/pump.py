@@ -54,6 +54,8 @@ class EndpointPump:
         self._timer_at = 0.0  # the deadline the armed timer is for
         self._timer_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._not_draining = asyncio.Event()
+        self._not_draining.set()
         self._idle_pending = False
         self._tasks: set[asyncio.Task[None]] = set()  # drains after input went idle
 
@@ -113,9 +115,9 @@ class EndpointPump:
         """Wait (up to ``limit`` s) for a drain another task is running, then drain what
         is left. For shutdown: the task running that drain is about to be cancelled, and
         the events it has not handed over yet (``SessionEnded``) must not be lost."""
-        deadline = self._loop.time() + limit
-        while self._draining and self._loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                await self._not_draining.wait()
         await self.drain()
 
     async def wait_changed(self) -> None:
@@ -131,10 +133,12 @@ class EndpointPump:
         if self._draining:
             return
         self._draining = True
+        self._not_draining.clear()
         try:
             await self._drain()
         finally:
             self._draining = False
+            self._not_draining.set()
 
     async def _drain(self) -> None:
         # Until one whole pass finds nothing: handlers may queue bytes (the phone's
