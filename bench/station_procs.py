@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from station import jsonlines as control
+from wire import jsonlines
+from wire.control import STATION_REQUESTS, Failure, Logout, LogoutReply, Status, StatusReply
 
 BIN = Path(sys.executable).parent
 
@@ -125,31 +126,35 @@ async def station_figures(rounds: int, commands: int) -> dict[str, float]:
         try:
             await station.wait_for("ready")
             for round_no in range(rounds):
-                status = control.request(ctl, {"op": "status"})
+                status = _status(ctl)
                 seen = len(station.events)
                 home = tmp / f"phone-{round_no}"
                 await _run(str(BIN / "medic-phone"), "init", "--home", str(home))
                 phone = await JsonProcess.start(
-                    str(BIN / "medic-phone"), "link", str(status["pair_uri"]),
+                    str(BIN / "medic-phone"), "link", str(status.pair_uri),
                     "--home", str(home), "--json",
                 )  # fmt: skip
                 paired = await station.wait_for("paired", after=seen)
                 lines = "".join(f"command {i}\n" for i in range(commands)).encode()
                 await _run(str(BIN / "station"), "send", "--control", str(ctl), "-", stdin=lines)
                 await phone.wait_for("command", 60, seq=commands)
-                status = control.request(ctl, {"op": "status"})
-                [session] = [s for s in status["sessions"] if s["session"] == paired["session"]]
-                worker = int(session["pid"])
-                supervisor_rss.append(rss_mb(int(status["pid"])))
+                status = _status(ctl)
+                [session] = [s for s in status.sessions if s.session == paired["session"]]
+                worker = session.pid
+                supervisor_rss.append(rss_mb(status.pid))
                 worker_rss.append(rss_mb(worker))
                 pidfd = os.pidfd_open(worker)
                 try:
                     start = time.perf_counter()
                     reply = await asyncio.to_thread(
-                        control.request, ctl, {"op": "logout", "session": paired["session"]}
+                        jsonlines.ask,
+                        ctl,
+                        Logout(str(paired["session"])),
+                        STATION_REQUESTS,
+                        LogoutReply,
                     )
-                    if not reply.get("ok"):
-                        raise BenchProcessError(f"logout refused: {reply}")
+                    if isinstance(reply, Failure):
+                        raise BenchProcessError(f"logout refused: {reply.error}")
                     if not await asyncio.to_thread(_wait_gone, pidfd, 10.0):
                         raise BenchProcessError("the worker outlived its logout by 10 s")
                     wipes.append((time.perf_counter() - start) * 1000)
@@ -168,3 +173,10 @@ async def station_figures(rounds: int, commands: int) -> dict[str, float]:
         "supervisor_rss_mb": max(supervisor_rss),
         "worker_rss_mb": max(worker_rss),
     }
+
+
+def _status(ctl: Path) -> StatusReply:
+    reply = jsonlines.ask(ctl, Status(), STATION_REQUESTS, StatusReply)
+    if isinstance(reply, Failure):
+        raise BenchProcessError(f"status refused: {reply.error}")
+    return reply

@@ -21,6 +21,7 @@ from medic_phone.passphrase import passphrase_file_option, read_passphrase, unlo
 from medic_phone.sealing import new_store_key
 from medic_phone.store import PhoneStore
 from tunnel.errors import OfferFormatError, TunnelError
+from wire.control import Failure, Unlink, UnlinkReply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -293,49 +294,50 @@ def unlink(
     directory = resolve_home(str(home) if home else None)
     links = running_links(directory)
     if station_name is not None:
-        links = [r for r in links if r.info.get("station") == station_name]
+        links = [r for r in links if r.info.station == station_name]
     if session is not None:
-        links = [r for r in links if str(r.info.get("session") or "").startswith(session)]
+        links = [r for r in links if (r.info.session or "").startswith(session)]
     if not links:
         _fail(f"no running `medic-phone link` for {directory} matches")
     if len(links) > 1 and not every:
-        names = ", ".join(
-            f"{r.info.get('station')} ({str(r.info.get('session'))[:16]})" for r in links
-        )
+        names = ", ".join(f"{r.info.station} ({(r.info.session or '')[:16]})" for r in links)
         _fail(f"several links are running ({names}): choose --station, --session or --all")
     failed = False
     for running in links:
         try:
-            reply = ask(running.socket, {"op": "unlink", "wait": wait}, timeout=wait + 5)
+            reply = ask(running.socket, Unlink(wait), UnlinkReply, timeout=wait + 5)
         except PhoneError as exc:
             click.echo(f"medic-phone: {exc}", err=True)
             failed = True
             continue
-        name = reply.get("station") or running.info.get("station")
-        if reply.get("reached"):
-            if reply.get("already_ended"):
-                click.echo(f"Station {name!r} had already ended the session ({reply['reason']})")
+        if isinstance(reply, Failure):
+            click.echo(f"medic-phone: {reply.error}", err=True)
+            failed = True
+            continue
+        name = reply.station or running.info.station
+        if reply.reached:
+            if reply.already_ended:
+                click.echo(f"Station {name!r} had already ended the session ({reply.reason})")
             else:
                 click.echo(f"Unlinked: station {name!r} logged the session out")
-        elif reply.get("paired") is False:
+        elif not reply.paired:
             click.echo("Stopped pairing (nothing was linked yet)")
         else:
             failed = True
-            click.echo(f"medic-phone: {_not_reached(str(name), reply)}", err=True)
+            click.echo(f"medic-phone: {_not_reached(name, reply)}", err=True)
     sys.exit(1 if failed else 0)
 
 
-def _not_reached(station: str, reply: dict[str, Any]) -> str:
+def _not_reached(station: str, reply: UnlinkReply) -> str:
     text = (
-        f"station {station!r} was not reached within {reply.get('waited_s', 0):g} s; the running"
+        f"station {station!r} was not reached within {reply.waited_s or 0:g} s; the running"
         " link keeps trying to log it out"
     )
-    policy = reply.get("policy")
-    if isinstance(policy, dict):
-        at = datetime.fromtimestamp(float(policy["logout_at"]), UTC)
+    if reply.policy is not None:
+        at = datetime.fromtimestamp(reply.policy.logout_at, UTC)
         text += (
             f"; the station's own policy logs the session out at {at:%H:%M:%S} UTC"
-            f" ({policy['reason']}) unless the kiosk is in use"
+            f" ({reply.policy.reason}) unless the kiosk is in use"
         )
     else:
         text += "; the station's own policy (inactivity, by default 120 s) logs it out"

@@ -21,6 +21,7 @@ from medic_phone.passphrase import passphrase_file_option, unlock
 from medic_phone.store import PhoneStore
 from wire import WireError
 from wire.app import Receipt
+from wire.control import Decide, DecideReply, Failure
 from wire.receipts import read_body, verify
 
 
@@ -51,23 +52,23 @@ def links(home: Path | None, passphrase_file: Path | None, as_json: bool) -> Non
     since, last contact, state, queued."""
     directory = resolve_home(str(home) if home else None)
     rows = _run(_with_store(directory, passphrase_file, lambda store: store.links()))
-    running = {str(r.info.get("session")): r.info for r in running_links(directory)}
+    running = {r.info.session: r.info for r in running_links(directory)}
     out = []
     for row in rows:
         live = running.get(row["id"])
         state = row["state"]
         if state == "linked":
-            state = ("online" if live.get("linked") else "offline") if live else "not running"
+            state = ("online" if live.linked else "offline") if live else "not running"
         out.append(
             {
                 "station": row["station"],
                 "session": row["id"],
                 "linked_since": row["paired_at"],
-                "last_contact": (live or {}).get("last_contact") or row["last_contact"],
+                "last_contact": (live.last_contact if live else None) or row["last_contact"],
                 "state": state,
                 "end_reason": row["end_reason"],
-                "queued": (live or {}).get("queued", 0),
-                "pid": (live or {}).get("pid"),
+                "queued": live.queued if live else 0,
+                "pid": live.pid if live else None,
             }
         )
     if as_json:
@@ -125,11 +126,11 @@ def _decide(
     link_id = matches[0]
     verb = "applied" if confirm else "discarded"
     for live in running_links(directory):
-        if live.info.get("session") == link_id:
+        if live.info.session == link_id:
             # The running link applies it and tells the station at once.
-            reply = ask(live.socket, {"op": "decide", "seq": seq, "confirm": confirm}, timeout=10)
-            if not reply.get("ok"):
-                fail(str(reply.get("error", "refused")))
+            reply = ask(live.socket, Decide(seq, confirm), DecideReply, timeout=10)
+            if isinstance(reply, Failure):
+                fail(reply.error)
             click.echo(f"[{seq}] {verb}; the station was told")
             return
 

@@ -3,8 +3,8 @@
 Each ``medic-phone link`` holds an advisory ``flock`` on a file named after its link
 (the offer or code it was made from), so a second ``link`` of the same link is refused
 with the holder's pid instead of racing it for the resumption secret. Beside the lock,
-the running link answers JSON lines on a 0600 Unix socket: ``info`` and ``unlink``
-(what ``medic-phone unlink`` uses). Other links of the same phone have their own.
+the running link answers ``wire.control`` requests on a 0600 Unix socket: ``info``,
+``unlink`` and ``decide``. Other links of the same phone have their own.
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from medic_phone.errors import PhoneError
+from wire import WireError, jsonlines
+from wire.control import LINK_REQUESTS, Failure, Info, InfoReply
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-MAX_REQUEST = 4096
+Handler = Callable[[object], Awaitable[object]]
+R = TypeVar("R")
 
 
 class LinkBusy(PhoneError):
@@ -72,7 +72,7 @@ class LinkLock:
 
 
 class ControlSocket:
-    """The running link's 0600 socket; one JSON request and one reply per line."""
+    """The running link's 0600 socket (``wire.control``: info, unlink, decide)."""
 
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path = path
@@ -80,15 +80,8 @@ class ControlSocket:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # ours: we hold the link's lock
-        old = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_REQUEST
-            )
-        finally:
-            os.umask(old)
+        # Ours to replace: we hold the link's lock.
+        self._server = await jsonlines.listen(self.path, LINK_REQUESTS, self._handler)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -96,29 +89,11 @@ class ControlSocket:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise TypeError(request)
-                except (ValueError, TypeError):
-                    reply: dict[str, Any] = {"ok": False, "error": "malformed request"}
-                else:
-                    reply = await self._handler(request)
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
-
 
 @dataclass(frozen=True)
 class RunningLink:
     socket: Path
-    info: dict[str, Any]
+    info: InfoReply
 
 
 def running_links(home: Path) -> list[RunningLink]:
@@ -126,30 +101,17 @@ def running_links(home: Path) -> list[RunningLink]:
     found = []
     for path in sorted(home.glob("link-*.sock")):
         with contextlib.suppress(PhoneError):
-            reply = ask(path, {"op": "info"}, timeout=2.0)
-            if reply.get("ok"):
+            reply = ask(path, Info(), InfoReply, timeout=2.0)
+            if isinstance(reply, InfoReply):
                 found.append(RunningLink(path, reply))
     return found
 
 
-def ask(path: Path, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+def ask(path: Path, request: object, expected: type[R], *, timeout: float) -> R | Failure:
     """One request to a running link; ``PhoneError`` if it cannot be reached."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            line = sock.makefile("rb").readline()
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise PhoneError(f"no running link at {path}") from None
-    except TimeoutError:
-        raise PhoneError(f"the running link did not answer within {timeout:.0f} s") from None
-    except OSError as exc:
-        raise PhoneError(f"cannot reach the running link: {exc.strerror}") from None
-    try:
-        reply = json.loads(line)
-    except ValueError:
-        raise PhoneError("the running link sent a malformed reply") from None
-    if not isinstance(reply, dict):
-        raise PhoneError("the running link sent a malformed reply")
-    return reply
+        return jsonlines.ask(path, request, LINK_REQUESTS, expected, timeout=timeout)
+    except jsonlines.Unreachable as exc:
+        raise PhoneError(f"no running link answers: {exc}") from None
+    except WireError as exc:
+        raise PhoneError(f"the running link sent a malformed reply: {exc}") from None

@@ -53,6 +53,16 @@ from wire.app import (
     encode,
     encode_update_rows,
 )
+from wire.control import (
+    Decide,
+    DecideReply,
+    Failure,
+    Info,
+    InfoReply,
+    LogoutDeadline,
+    Unlink,
+    UnlinkReply,
+)
 
 PUSH_INTERVAL = 0.2  # seconds between checks for local changes to push
 KIOSK_CHAT = "kiosk"
@@ -369,55 +379,50 @@ class PhoneNode:
             }
         )
 
-    async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, request: object) -> object:
         assert self.pump is not None
         endpoint = self.pump.endpoint
         assert isinstance(endpoint, PhoneEndpoint)
-        op = request.get("op")
-        if op == "info":
-            return {
-                "ok": True,
-                "pid": os.getpid(),
-                "station": endpoint.station or self._target.station,
-                "session": self.link_id,
-                "linked": endpoint.linked,
-                "logout_pending": endpoint.logout_pending is not None,
-                "policy": self._policy(),
-                "last_contact": self.last_contact,
-                "queued": endpoint.undelivered,
-            }
-        if op == "decide":
-            seq, confirm = request.get("seq"), request.get("confirm")
-            if not isinstance(seq, int) or not isinstance(confirm, bool):
-                return {"ok": False, "error": "decide needs seq and confirm"}
-            return await self.decide(seq, confirm=confirm)
-        if op == "unlink":
-            wait = request.get("wait", 10.0)
-            if not isinstance(wait, int | float) or not 0 <= wait <= 3600:
-                return {"ok": False, "error": "wait must be 0 to 3600 seconds"}
-            return await self._unlink(float(wait))
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        match request:
+            case Info():
+                return InfoReply(
+                    pid=os.getpid(),
+                    station=endpoint.station or self._target.station,
+                    session=self.link_id,
+                    linked=endpoint.linked,
+                    logout_pending=endpoint.logout_pending is not None,
+                    policy=self._policy(),
+                    last_contact=self.last_contact,
+                    queued=endpoint.undelivered,
+                )
+            case Decide(seq, confirm):
+                return await self.decide(seq, confirm=confirm)
+            case Unlink(wait):
+                if not 0 <= wait <= 3600:
+                    return Failure("wait must be 0 to 3600 seconds")
+                return await self._unlink(wait)
+        return Failure(f"not a request of a phone link: {type(request).__name__}")
 
-    def _policy(self) -> dict[str, Any] | None:
+    def _policy(self) -> LogoutDeadline | None:
         policy = self.news.policy
-        return None if policy is None else {"logout_at": policy.logout_at, "reason": policy.reason}
+        return None if policy is None else LogoutDeadline(policy.logout_at, policy.reason)
 
-    async def decide(self, seq: int, *, confirm: bool) -> dict[str, Any]:
+    async def decide(self, seq: int, *, confirm: bool) -> DecideReply | Failure:
         """The medic's word on a command kept apart; the station hears it at once."""
         assert self.pump is not None
         if self.link_id is None:
-            return {"ok": False, "error": "not linked"}
+            return Failure("not linked")
         done = await self.store.decide(
             self.link_id, seq, confirm=confirm, as_messages=TYPED_MESSAGES, now=time.time()
         )
         if not done:
-            return {"ok": False, "error": f"seq {seq} is not waiting on this link"}
+            return Failure(f"seq {seq} is not waiting on this link")
         report = Fates(confirmed=(seq,)) if confirm else Fates(discarded=(seq,))
         with contextlib.suppress(QueueFull, SessionClosed):
             await self.pump.send(encode(report))
-        return {"ok": True, "seq": seq, "state": "applied" if confirm else "discarded"}
+        return DecideReply(seq, "applied" if confirm else "discarded")
 
-    async def _unlink(self, wait: float) -> dict[str, Any]:
+    async def _unlink(self, wait: float) -> UnlinkReply:
         """Log the station out and say whether it heard: the session ends only when the
         station answers our Close; until then the logout is owed and goes again on
         every reconnection, also after ``wait`` has run out."""
@@ -426,7 +431,7 @@ class PhoneNode:
         assert isinstance(endpoint, PhoneEndpoint)
         if endpoint.session_id is None:
             await self.pump.close("remote")  # not paired yet: just stop pairing
-            return {"ok": True, "reached": False, "paired": False}
+            return UnlinkReply(reached=False, paired=False)
         if endpoint.ended is None:
             await self.pump.close("remote", confirm=True)
         with contextlib.suppress(TimeoutError):
@@ -434,22 +439,16 @@ class PhoneNode:
                 await self._ended_event.wait()
         how = self._ended_how
         if how is not None and (how.confirmed or how.by_peer):
-            return {
-                "ok": True,
-                "reached": True,
-                "already_ended": how.by_peer,
-                "reason": how.reason,
-                "station": endpoint.station,
-            }
-        return {
-            "ok": False,
-            "reached": False,
-            "station": endpoint.station,
-            "waited_s": wait,
-            "last_contact": self.last_contact,
-            "policy": self._policy(),
-            "error": "the station was not reached",
-        }
+            return UnlinkReply(
+                reached=True, already_ended=how.by_peer, reason=how.reason, station=endpoint.station
+            )
+        return UnlinkReply(
+            reached=False,
+            station=endpoint.station,
+            waited_s=wait,
+            last_contact=self.last_contact,
+            policy=self._policy(),
+        )
 
 
 def _logout_reason(event: SessionEnded) -> str:

@@ -8,16 +8,33 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from drill.profiles import PROFILES
 from station.errors import ControlError, StationError
-from station.jsonlines import JsonLinesClient
-from station.jsonlines import request as control_client_request
 from station.kiosk.browser import DEFAULT_BROWSER, check_browser
 from station.supervisor import StationConfig, Supervisor, default_control_path, rfc3339_now
+from wire import WireError, jsonlines
+from wire.codec import to_json
+from wire.control import (
+    STATION_REQUESTS,
+    WORKER_REQUESTS,
+    Failure,
+    LaunchLink,
+    Logout,
+    LogoutReply,
+    Open,
+    Route,
+    RouteReply,
+    Send,
+    SendReply,
+    Status,
+    StatusReply,
+    Wait,
+    WaitReply,
+)
 
 _CONTROL = click.option(
     "--control",
@@ -339,11 +356,11 @@ def send(
 
     path = _control_path(control)
     try:
-        route = control_request(path, {"op": "route", "session": session})
+        route = _ask(path, Route(session), RouteReply)
     except ControlError as exc:
         _fail(str(exc))
         return
-    short = str(route["session"])[:16]
+    short = route.session[:16]
     lines: Iterable[tuple[int, str]]
     if text is None or text == "-":
         lines = ((n, ln.rstrip("\r\n")) for n, ln in enumerate(sys.stdin, 1) if ln.strip())
@@ -354,28 +371,26 @@ def send(
     seqs: list[int] = []
     late: dict[str, str] = {}
     try:
-        with JsonLinesClient(Path(str(route["control"])), timeout=(wait or 0) + 10) as worker:
+        with jsonlines.Client(Path(route.control), timeout=(wait or 0) + 10) as worker:
             for number, line in lines:
                 label = f"line {number}: " if many else ""
+                reply: SendReply | Failure
                 if len(line) > MAX_TEXT:
-                    reply = {
-                        "ok": False,
-                        "error": f"{len(line):,} characters; the limit is {MAX_TEXT:,}",
-                    }
+                    reply = Failure(f"{len(line):,} characters; the limit is {MAX_TEXT:,}")
                 else:
                     key = None if send_id is None else (f"{send_id}:{number}" if many else send_id)
-                    request = {"op": "send", "text": line, "chat": chat, "id": key, "ttl": ttl}
-                    reply = worker.request(request)
-                if reply.get("ok"):
+                    reply = worker.ask(Send(line, chat, key, ttl), WORKER_REQUESTS, SendReply)
+                if isinstance(reply, SendReply):
                     accepted += 1
-                    seqs.append(int(str(reply["seq"])))
+                    seqs.append(reply.seq)
                 else:
                     refused += 1
                 _print_send(reply, number, label, short, as_json)
             if wait is not None and seqs:
-                states = worker.request({"op": "wait", "seqs": seqs, "timeout": wait})
-                late = {q: s for q, s in dict(states.get("states", {})).items() if s != "applied"}
-    except ControlError as exc:
+                states = worker.ask(Wait(tuple(seqs), wait), WORKER_REQUESTS, WaitReply)
+                if isinstance(states, WaitReply):
+                    late = {q: s for q, s in states.states.items() if s != "applied"}
+    except WireError as exc:
         click.echo(f"station: {exc}", err=True)
         refused += 1
     if refused and accepted:
@@ -393,23 +408,35 @@ def send(
 
 
 def _print_send(
-    reply: dict[str, Any], number: int, label: str, session: str, as_json: bool
+    reply: SendReply | Failure, number: int, label: str, session: str, as_json: bool
 ) -> None:
     if as_json:
-        out = {"line": number, "session": session, **reply, "ts": rfc3339_now()}
+        ok = {"ok": isinstance(reply, SendReply)}
+        out = {"line": number, "session": session, **ok, **to_json(reply), "ts": rfc3339_now()}
         click.echo(json.dumps(out, separators=(",", ":")))
-    elif reply.get("ok"):
-        again = " (already queued with this --id)" if reply.get("duplicate") else ""
-        click.echo(f"{label}queued as seq {reply['seq']} for session {session}{again}")
+    elif isinstance(reply, SendReply):
+        again = " (already queued with this --id)" if reply.duplicate else ""
+        click.echo(f"{label}queued as seq {reply.seq} for session {session}{again}")
     else:
-        click.echo(f"station: {label}{reply.get('error', 'refused')}", err=True)
+        click.echo(f"station: {label}{reply.error}", err=True)
     sys.stdout.flush()
 
 
-def control_request(path: Path, message: dict[str, Any]) -> dict[str, Any]:
-    reply = control_client_request(path, message)
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "refused")))
+R = TypeVar("R")
+
+
+def _ask(path: Path, request: object, expected: type[R]) -> R:
+    """The supervisor's typed answer; ``ControlError`` saying why there is none."""
+    try:
+        reply = jsonlines.ask(path, request, STATION_REQUESTS, expected)
+    except jsonlines.Unreachable as exc:
+        if not path.exists():
+            raise ControlError(f"no station is running (no control socket at {path})") from None
+        raise ControlError(f"the station does not answer: {exc}") from None
+    except WireError as exc:
+        raise ControlError(f"the station sent a malformed reply: {exc}") from None
+    if isinstance(reply, Failure):
+        raise ControlError(reply.error)
     return reply
 
 
@@ -424,16 +451,15 @@ def open_page(control: Path | None, as_json: bool) -> None:
     gets one. Open it in the kiosk's browser; the page keeps its key in memory only.
     """
     try:
-        reply = control_request(_control_path(control), {"op": "open"})
+        reply = _ask(_control_path(control), Open(), LaunchLink)
     except ControlError as exc:
         _fail(str(exc))
         return
     if as_json:
-        reply.pop("ok", None)
-        click.echo(json.dumps(reply))
+        click.echo(json.dumps(to_json(reply)))
         return
-    click.echo(reply["link"])
-    click.echo(f"(works once, within {reply['expires_in']:.0f} s)", err=True)
+    click.echo(reply.link)
+    click.echo(f"(works once, within {reply.expires_in:.0f} s)", err=True)
 
 
 @main.command()
@@ -445,32 +471,35 @@ def open_page(control: Path | None, as_json: bool) -> None:
 def status(control: Path | None, as_json: bool, with_link: bool) -> None:
     """Show the station's offer and sessions."""
     try:
-        reply = control_request(_control_path(control), {"op": "status", "link": with_link})
+        reply = _ask(_control_path(control), Status(link=with_link), StatusReply)
     except ControlError as exc:
         _fail(str(exc))
         return
-    reply.pop("ok", None)
     if as_json:
-        click.echo(json.dumps(reply))
+        out = to_json(reply)
+        if not with_link:
+            for key in ("link", "label", "expires_in"):
+                out.pop(key, None)
+        click.echo(json.dumps(out))
         return
-    click.echo(f"Station {reply['name']!r} on port {reply['port']}, up {reply['uptime_s']} s")
-    if reply["offer_open"]:
-        if reply.get("code_paused_s"):
-            notice = str(reply["code_pairing"])
+    click.echo(f"Station {reply.name!r} on port {reply.port}, up {reply.uptime_s} s")
+    if reply.offer_open:
+        if reply.code_paused_s:
+            notice = reply.code_pairing
             click.echo(notice[:1].upper() + notice[1:])
         else:
-            click.echo(f"Pairing code: {reply['pair_code']}")
-    if reply.get("ui"):
-        click.echo(f"Kiosk page: {reply['ui']} ({reply.get('screens', 0)} open)")
-    if reply.get("link"):
-        click.echo(f"Link (works once, within {reply['expires_in']:.0f} s): {reply['link']}")
-    if not reply["sessions"]:
+            click.echo(f"Pairing code: {reply.pair_code}")
+    if reply.ui:
+        click.echo(f"Kiosk page: {reply.ui} ({reply.screens} open)")
+    if reply.link and reply.expires_in is not None:
+        click.echo(f"Link (works once, within {reply.expires_in:.0f} s): {reply.link}")
+    if not reply.sessions:
         click.echo("No paired sessions.")
-    for s in reply["sessions"]:
-        state = "linked" if s["linked"] else "offline"
+    for s in reply.sessions:
+        state = "linked" if s.linked else "offline"
+        name = f"{s.device} ({s.fingerprint})" if s.device else str(s.fingerprint)
         click.echo(
-            f"  {s['session'][:16]}  {state:7}  queued {s['queued']:5}  idle {s['idle_s']} s"
-            f"  phone {s['fingerprint']}"
+            f"  {s.session[:16]}  {state:7}  queued {s.queued:5}  idle {s.idle_s} s  phone {name}"
         )
 
 
@@ -480,14 +509,14 @@ def status(control: Path | None, as_json: bool, with_link: bool) -> None:
 def logout(control: Path | None, session: str | None) -> None:
     """Log a session out: its worker process ends, which is the wipe."""
     try:
-        reply = control_request(_control_path(control), {"op": "logout", "session": session})
+        reply = _ask(_control_path(control), Logout(session), LogoutReply)
     except ControlError as exc:
         _fail(str(exc))
         return
-    for ended in reply["ended"]:
+    for ended in reply.ended:
         click.echo(
-            f"logged out session {str(ended['session'])[:16]}; wiped"
-            f"{_undelivered_note(ended['undelivered_seqs'])}"
+            f"logged out session {ended.session[:16]}; wiped"
+            f"{_undelivered_note(list(ended.undelivered_seqs))}"
         )
 
 
@@ -521,14 +550,14 @@ def audit(control: Path | None, scan_text: str | None, strace_log: Path | None) 
     found = False
     if scan_text is not None:
         try:
-            reply = control_request(_control_path(control), {"op": "status"})
+            reply = _ask(_control_path(control), Status(), StatusReply)
         except ControlError as exc:
             _fail(str(exc))
             return
-        result = scan_tree(int(reply["pid"]), scan_text)
+        result = scan_tree(reply.pid, scan_text)
         for pid, counts in sorted(result.counts.items()):
             hits = {k: v for k, v in counts.items() if v}
-            role = "supervisor" if pid == reply["pid"] else "worker"
+            role = "supervisor" if pid == reply.pid else "worker"
             click.echo(f"memory scan: pid {pid} ({role}): {hits or 'not found'}")
             found = found or bool(hits)
         for pid in result.unreadable:

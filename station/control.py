@@ -13,12 +13,25 @@ import asyncio
 import contextlib
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from station.errors import ConfigError
-from station.jsonlines import MAX_LINE, serve_json_lines
 from station.safedir import private_dir
+from wire import jsonlines
+from wire.control import (
+    STATION_REQUESTS,
+    EndedSession,
+    Failure,
+    LaunchLink,
+    Logout,
+    LogoutReply,
+    Open,
+    Route,
+    RouteReply,
+    Status,
+)
 
 if TYPE_CHECKING:
     from station.supervisor import Supervisor
@@ -41,9 +54,7 @@ class ControlServer:
             self.path.unlink()
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._handle, path=str(self.path), limit=MAX_LINE
-            )
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path))
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
@@ -56,50 +67,52 @@ class ControlServer:
             self.path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_json_lines(reader, writer, self._request)
+        await jsonlines.serve(reader, writer, STATION_REQUESTS, self._request)
 
-    async def _request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, request: object) -> object:
         sup = self._supervisor
-        session = request.get("session")
-        if session is not None and not isinstance(session, str):
-            return {"ok": False, "error": "session must be a string"}
-        if op == "status":
-            if request.get("link"):
-                return {"ok": True, **sup.status(), **_launch(sup)}
-            return {"ok": True, **sup.status()}
-        if op == "open":
-            return {"ok": True, **_launch(sup)}
-        if op not in ("logout", "route"):
-            return {"ok": False, "error": f"unknown op {op!r}"}
+        match request:
+            case Status(link=False):
+                return sup.status()
+            case Status(link=True):
+                launch = _launch(sup)
+                if isinstance(launch, Failure):
+                    return launch
+                return replace(
+                    sup.status(), link=launch.link, label=launch.label, expires_in=launch.expires_in
+                )
+            case Open():
+                return _launch(sup)
+            case Route(session) | Logout(session):
+                pass
+            case _:
+                return Failure(f"not a request of a station: {type(request).__name__}")
         matches = [h for h in sup.find(session) if h.stop_requested is None]
         if not matches:
             what = f"session {session}" if session else "paired session"
-            return {"ok": False, "error": f"no {what} on this station"}
-        if len(matches) > 1 and (op == "route" or session is None):
+            return Failure(f"no {what} on this station")
+        if len(matches) > 1 and (isinstance(request, Route) or session is None):
             ids = ", ".join(str(m.info.session)[:16] for m in matches)
-            return {"ok": False, "error": f"several sessions ({ids}): choose --session"}
-        if op == "route":
+            return Failure(f"several sessions ({ids}): choose --session")
+        if isinstance(request, Route):
             info = matches[0].info
-            return {"ok": True, "session": info.session, "control": info.control}
+            assert info.session is not None and info.control is not None
+            return RouteReply(info.session, info.control)
         # Answered once every worker is gone and its last events are read, so the
         # undelivered seqs are final.
         wiped = await asyncio.gather(*(sup.logout(h, "explicit") for h in matches))
-        ended = [
-            {
-                "session": h.info.session,
-                "undelivered": (w or {}).get("undelivered", h.info.ledger.depth),
-                "undelivered_seqs": (w or {}).get("undelivered_seqs", h.info.ledger.undelivered),
-            }
-            for h, w in zip(matches, wiped, strict=True)
-        ]
-        return {"ok": True, "ended": ended}
+        ended = []
+        for handle, event in zip(matches, wiped, strict=True):
+            seqs = event["undelivered_seqs"] if event else handle.info.ledger.undelivered
+            ended.append(EndedSession(str(handle.info.session), len(seqs), tuple(seqs)))
+        return LogoutReply(tuple(ended))
 
 
-def _launch(sup: Supervisor) -> dict[str, Any]:
+def _launch(sup: Supervisor) -> LaunchLink | Failure:
     if sup.screen is None:
-        return {"ok": False, "error": "this station serves no kiosk page (started with --no-ui)"}
+        return Failure("this station serves no kiosk page (started with --no-ui)")
     link, label, ttl = sup.screen.launch_link("link")
-    return {"link": link, "label": label, "expires_in": ttl}
+    return LaunchLink(link, label, ttl)
 
 
 def _is_live(path: Path) -> bool:

@@ -13,6 +13,7 @@ from nacl.signing import SigningKey
 from station.fates import CommandFate, Fate, FateBook
 from tunnel.session import StationEndpoint
 from wire.app import Device, Fates, Policy, Receipt, ReceiptKey
+from wire.pipe import Commands
 from wire.receipts import ReceiptFacts, sign
 
 
@@ -69,15 +70,9 @@ class SessionRecord:
             return None
         return Policy(self.policy.logout_at, self.policy.reason, round(time.time(), 3))
 
-    def summary(self) -> dict[str, object]:
-        """For the supervisor (status): counts and ages, never content."""
-        return {
-            "commands": self.fates.counts(),
-            "oldest_queued_at": self.fates.oldest_open(),
-            "device": self.device.name if self.device else None,
-            "battery": self.device.battery if self.device else None,
-            "last_heard": self.last_heard,
-        }
+    def summary(self) -> Commands:
+        """For the supervisor (status) and the page's health line: counts and ages."""
+        return Commands(self.fates.counts(), self.fates.oldest_open(), self.last_heard)
 
     def receipt(self, reason: str, undelivered: list[int]) -> Receipt:
         """Settle every open command as undelivered and sign the receipt."""

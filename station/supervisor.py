@@ -29,7 +29,6 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from station import ipc
 from station.control import ControlServer
 from station.ended_sessions import EndedSessions
 from station.errors import ConfigError
@@ -45,6 +44,8 @@ from tunnel.errors import MalformedRecord
 from tunnel.events import Settings
 from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
 from tunnel.refusal import code_paused_message
+from wire import pipe
+from wire.control import STATION_REQUESTS, SessionStatus, Status, StatusReply
 
 log = logging.getLogger(__name__)
 
@@ -312,164 +313,141 @@ class Supervisor:
             await self._ensure_standby()
             self._update_advert()
 
-    def _on_worker_event(self, handle: WorkerHandle, event: dict[str, Any]) -> None:
+    def _on_worker_event(self, handle: WorkerHandle, event: pipe.WorkerEvent) -> None:
         """One worker event, handled at once: nothing here waits."""
         info = handle.info
-        kind = event.get("event")
-        if kind == "offer":
-            info.offer_id = str(event["offer_id"])
-            info.previous_offer_id = event.get("previous_offer_id")
-            info.pair_uri = str(event["pair_uri"])
-            info.pair_code = str(event["pair_code"])
-            info.offer_expires = float(event["expires_at"])
-            info.code_paused_until = time.monotonic() + float(event.get("code_paused_s") or 0)
-            name = "ready" if not self._ready else "offer"
-            out = {
-                "event": name,
-                "pair_uri": info.pair_uri,
-                "pair_code": info.pair_code,
-                "expires_at": info.offer_expires,
+        session = info.session
+        match event:
+            case pipe.OfferShown():
+                self._offer_shown(info, event)
+            case pipe.SessionPaired():
+                self._paired(handle, event)
+            case pipe.LinkUp() | pipe.LinkDown() if session:
+                info.linked = isinstance(event, pipe.LinkUp)
+                self.emit({"event": event.KIND, "session": session})
+            case pipe.Queued(seq) if session:
+                info.ledger.queued(seq)
+                self.emit(
+                    {"event": "queued", "session": session, "seq": seq, "depth": info.ledger.depth}
+                )
+            case pipe.Acked(through) if session:
+                before = info.ledger.depth
+                info.ledger.acked_through(through)
+                if info.ledger.depth != before:
+                    self.emit(
+                        {
+                            "event": "delivered",
+                            "session": session,
+                            "through": info.ledger.acked,
+                            "depth": info.ledger.depth,
+                        }
+                    )
+            case pipe.Activity():
+                info.last_input = time.monotonic()
+                self._policy_wake.set()
+            case pipe.Commands(counts, oldest, heard):
+                info.commands = dict(counts)
+                info.oldest_queued_at = oldest
+                info.last_heard = heard if heard is not None else info.last_heard
+            case pipe.DeviceSeen(name, battery) if session:
+                info.device_name, info.battery = name[:64], battery
+                self.emit({"event": "device", "session": session, "name": name, "battery": battery})
+                self._screen_changed()
+            case pipe.Ended(reason, seqs):
+                info.ended_reason = handle.stop_requested or reason
+                info.ledger.settle(list(seqs))  # the worker's own queue, read as it ended
+                self._emit_logout(handle, info.ended_reason)
+            case pipe.Mirrored(version, _, messages):
+                info.mirrored, info.mirror_version = messages, version
+            case pipe.MirrorError(reason):
+                # The phone sent something the worker cannot read: said, never dropped quietly.
+                self.emit({"event": "mirror_error", "session": session, "reason": reason})
+            case pipe.Hardening(measures):
+                info.hardening = event
+                if not self._hardening_shown:
+                    self._hardening_shown = True
+                    shown = {
+                        n: {"applied": m.applied, "detail": m.detail} for n, m in measures.items()
+                    }
+                    self.emit({"event": "hardening", "worker": info.id, **shown})
+            case pipe.PairingFailed(reason):
+                self.emit({"event": "pairing_failed", "reason": reason})
+            case pipe.CodePaused():
+                self._code_paused(info, event)
+            case pipe.SessionRefusal(refusal) if session:
+                self.ended_sessions.add(session, refusal)
+            case pipe.ResumeGap(first, last) if session:
+                self.emit({"event": "resume_gap", "session": session, "first": first, "last": last})
+            case _:
+                # Session events of a worker that never paired: a bug in the worker.
+                log.warning("worker %d sent %s before pairing", info.id, type(event).__name__)
+        if isinstance(event, pipe.SessionPaired | pipe.LinkUp | pipe.LinkDown | pipe.Ended):
+            self._screen_changed()
+
+    def _offer_shown(self, info: WorkerInfo, event: pipe.OfferShown) -> None:
+        info.offer_id = event.offer_id
+        info.previous_offer_id = event.previous_offer_id
+        info.pair_uri = event.pair_uri
+        info.pair_code = event.pair_code
+        info.offer_expires = float(event.expires_at)
+        info.code_paused_until = time.monotonic() + event.code_paused_s
+        out: dict[str, Any] = {
+            "event": "ready" if not self._ready else "offer",
+            "pair_uri": info.pair_uri,
+            "pair_code": info.pair_code,
+            "expires_at": info.offer_expires,
+        }
+        self._first_offer.set()
+        if not self._ready:
+            self._ready = True
+            out.update(
+                name=self.config.name,
+                port=self.port,
+                control=str(self.control_path),
+                ui=self.screen.url if self.screen is not None else None,
+            )
+        self.emit(out)
+        self._update_advert()
+
+    def _paired(self, handle: WorkerHandle, event: pipe.SessionPaired) -> None:
+        info = handle.info
+        info.session = event.session
+        info.fingerprint = event.fingerprint
+        info.device = event.device
+        info.control = event.control
+        info.page = event.page
+        info.paired_at = info.last_input = time.monotonic()
+        info.linked = True
+        info.offer_id = info.pair_uri = info.pair_code = info.previous_offer_id = None
+        if self.standby is handle:
+            self.standby = None
+        self.emit(
+            {
+                "event": "paired",
+                "session": info.session,
+                "device": info.device,
+                "fingerprint": info.fingerprint,
             }
-            self._first_offer.set()
-            if not self._ready:
-                self._ready = True
-                out.update(
-                    name=self.config.name,
-                    port=self.port,
-                    control=str(self.control_path),
-                    ui=self.screen.url if self.screen is not None else None,
-                )
-            self.emit(out)
-            self._update_advert()
-        elif kind == "paired":
-            info.session = str(event["session"])
-            info.fingerprint = event.get("fingerprint")
-            info.device = event.get("device")
-            info.control = event.get("control")
-            info.page = event.get("page")
-            info.paired_at = time.monotonic()
-            info.last_input = time.monotonic()
-            info.linked = True
-            info.offer_id = info.pair_uri = info.pair_code = info.previous_offer_id = None
-            if self.standby is handle:
-                self.standby = None
-            self.emit(
-                {
-                    "event": "paired",
-                    "session": info.session,
-                    "device": info.device,
-                    "fingerprint": info.fingerprint,
-                }
-            )
-            self._policy_wake.set()
-            self._spawn(self._ensure_standby())
-        elif kind in ("link_up", "link_down") and info.session:
-            info.linked = kind == "link_up"
-            self.emit({"event": kind, "session": info.session})
-        elif kind == "queued" and info.session:
-            info.ledger.queued(int(event["seq"]))
-            self.emit(
-                {
-                    "event": "queued",
-                    "session": info.session,
-                    "seq": int(event["seq"]),
-                    "depth": info.ledger.depth,
-                }
-            )
-        elif kind == "acked" and info.session:
-            before = info.ledger.depth
-            info.ledger.acked_through(int(event["through"]))
-            if info.ledger.depth != before:
-                self.emit(
-                    {
-                        "event": "delivered",
-                        "session": info.session,
-                        "through": info.ledger.acked,
-                        "depth": info.ledger.depth,
-                    }
-                )
-        elif kind == "activity":
-            info.last_input = time.monotonic()
-            self._policy_wake.set()
-        elif kind == "commands":
-            counts = event.get("commands")
-            if isinstance(counts, dict):
-                info.commands = {str(k): int(v) for k, v in counts.items()}
-            oldest, heard = event.get("oldest_queued_at"), event.get("last_heard")
-            info.oldest_queued_at = float(oldest) if isinstance(oldest, int | float) else None
-            info.last_heard = float(heard) if isinstance(heard, int | float) else info.last_heard
-        elif kind == "device" and info.session:
-            device, battery = event.get("name"), event.get("battery")
-            info.device_name = device[:64] if isinstance(device, str) else None
-            info.battery = battery if isinstance(battery, int) else None
-            self.emit(
-                {
-                    "event": "device",
-                    "session": info.session,
-                    "name": info.device_name,
-                    "battery": info.battery,
-                }
-            )
-            self._screen_changed()
-        elif kind == "ended":
-            info.ended_reason = handle.stop_requested or str(event.get("reason", "explicit"))
-            seqs = event.get("undelivered_seqs")
-            if isinstance(seqs, list) and all(isinstance(q, int) for q in seqs):
-                info.ledger.settle(seqs)  # the worker's own queue, read as it ended
-            self._emit_logout(handle, info.ended_reason)
-        elif kind == "mirror":
-            info.mirrored = int(event.get("messages", 0))
-            info.mirror_version = int(event.get("version", 0))
-        elif kind == "mirror_error" and info.session:
-            # The phone pushed something the mirror refused: say so, never drop it quietly.
-            self.emit(
-                {"event": "mirror_error", "session": info.session, "reason": event.get("reason")}
-            )
-        elif kind == "hardening":
-            info.hardening = event
-            if not self._hardening_shown:
-                self._hardening_shown = True
-                self.emit(
-                    {
-                        "event": "hardening",
-                        "worker": info.id,
-                        **{k: v for k, v in event.items() if k != "event"},
-                    }
-                )
-        elif kind == "pairing_failed":
-            self.emit({"event": "pairing_failed", "reason": event.get("reason", "")})
-        elif kind == "code_paused":
-            self._code_paused(info, event)
-        elif kind == "session_refusal" and info.session:
-            self.ended_sessions.add(info.session, bytes.fromhex(str(event.get("refusal", ""))))
-        elif kind == "resume_gap" and info.session:
-            self.emit(
-                {
-                    "event": "resume_gap",
-                    "session": info.session,
-                    "first": int(event["first"]),
-                    "last": int(event["last"]),
-                }
-            )
-        if kind in ("paired", "link_up", "link_down", "ended"):
-            self._screen_changed()
+        )
+        self._policy_wake.set()
+        self._spawn(self._ensure_standby())
 
     def _screen_changed(self) -> None:
         if self.screen is not None:
             self._spawn(self.screen.changed())
 
-    def _code_paused(self, info: WorkerInfo, event: dict[str, Any]) -> None:
+    def _code_paused(self, info: WorkerInfo, event: pipe.CodePaused) -> None:
         """Wrong codes: one line per pause (the back-off bounds them), never an offer line."""
-        paused = float(event.get("paused_s", 0))
+        paused = event.paused_s
         now = time.monotonic()
         info.code_paused_until = now + paused
-        info.pair_code = str(event.get("pair_code") or info.pair_code)
-        self._code_streak = (int(event.get("failures", 0)), now, now + paused)
+        info.pair_code = event.pair_code or info.pair_code
+        self._code_streak = (event.failures, now, now + paused)
         self.emit(
             {
                 "event": "code_paused",
                 "paused_s": paused,
-                "failures": int(event.get("failures", 0)),
+                "failures": event.failures,
                 "pair_code": info.pair_code,
                 "message": code_paused_message(paused),
             }
@@ -636,22 +614,22 @@ class Supervisor:
         self._conns[conn] = (phone, handle)
         handle.conns.add(conn)
         try:
-            if not handle.post(ipc.Frame(ipc.FrameType.OPEN, conn)):
+            if not handle.post(pipe.Open(conn)):
                 return
-            if not await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, first)):
+            if not await handle.send(pipe.Data(conn, first)):
                 return
             async for message in ws:
                 if isinstance(message, str):
                     break
                 # Waits only when this worker's pipe is full: this phone slows, no one else.
-                if not await handle.send(ipc.Frame(ipc.FrameType.DATA, conn, message)):
+                if not await handle.send(pipe.Data(conn, message)):
                     break
         except ConnectionClosed:
             pass
         finally:
             if self._conns.pop(conn, None) is not None:
                 handle.conns.discard(conn)
-                handle.post(ipc.Frame(ipc.FrameType.LOST, conn))
+                handle.post(pipe.Lost(conn))
             phone.close(1000, "")
             await phone.closed()
 
@@ -749,67 +727,67 @@ class Supervisor:
         if sent is not None and sent[1] == reason and abs(sent[0] - when) < 0.5:
             return
         handle.info.policy_sent = logout
-        handle.post(ipc.policy_frame(when - time.monotonic(), reason))
+        handle.post(pipe.PolicyDeadline(round(when - time.monotonic(), 2), reason))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusReply:
         now = time.monotonic()
         sessions = []
         for handle in self.find(None):
             info: WorkerInfo = handle.info
+            assert info.session is not None
+            oldest = info.oldest_queued_at
             sessions.append(
-                {
-                    "session": info.session,
-                    "fingerprint": info.fingerprint,
-                    "linked": info.linked,
-                    "queued": info.ledger.depth,
-                    "queued_seqs": info.ledger.undelivered[:50],
-                    "oldest_queued_s": round(time.time() - info.oldest_queued_at, 1)
-                    if info.oldest_queued_at is not None and info.ledger.depth
+                SessionStatus(
+                    session=info.session,
+                    fingerprint=info.fingerprint,
+                    linked=info.linked,
+                    queued=info.ledger.depth,
+                    queued_seqs=tuple(info.ledger.undelivered[:50]),
+                    oldest_queued_s=round(time.time() - oldest, 1)
+                    if oldest is not None and info.ledger.depth
                     else None,
-                    "commands": info.commands,
-                    "device": info.device_name,
-                    "battery": info.battery,
-                    "last_heard": info.last_heard,
-                    "acked_through": info.ledger.acked,
-                    "mirrored": info.mirrored,
-                    "mirror_version": info.mirror_version,
-                    "idle_s": round(now - info.last_input, 1),
-                    "age_s": round(now - (info.paired_at or now), 1),
-                    "control": info.control,
-                    "pid": handle.process.pid,
-                    "ending": handle.stop_requested,
-                }
+                    commands=dict(info.commands),
+                    device=info.device_name,
+                    battery=info.battery,
+                    last_heard=info.last_heard,
+                    acked_through=info.ledger.acked,
+                    mirrored=info.mirrored,
+                    mirror_version=info.mirror_version,
+                    idle_s=round(now - info.last_input, 1),
+                    age_s=round(now - (info.paired_at or now), 1),
+                    control=info.control,
+                    pid=handle.process.pid or 0,
+                    ending=handle.stop_requested,
+                )
             )
         standby = self.standby.info if self.standby is not None else None
-        return {
-            "name": self.config.name,
-            "pid": os.getpid(),
-            "port": self.port,
-            "uptime_s": round(now - self._started, 1),
-            "offer_open": bool(standby and standby.pair_uri),
-            "pair_uri": standby.pair_uri if standby else None,
-            "pair_code": standby.pair_code if standby else None,
-            "code_paused_s": round(self.code_pause(), 1),
-            "code_pairing": (
-                code_paused_message(self.code_pause()) if self.code_pause() > 0 else "open"
-            ),
-            "ui": self.screen.url if self.screen is not None else None,
-            "screens": self.screen.viewers if self.screen is not None else 0,
-            "kiosk_browser": self.browser.pid if self.browser is not None else None,
-            "sessions": sessions,
-        }
+        pause = self.code_pause()
+        return StatusReply(
+            name=self.config.name,
+            pid=os.getpid(),
+            port=self.port,
+            uptime_s=round(now - self._started, 1),
+            offer_open=bool(standby and standby.pair_uri),
+            pair_uri=standby.pair_uri if standby else None,
+            pair_code=standby.pair_code if standby else None,
+            code_paused_s=round(pause, 1),
+            code_pairing=code_paused_message(pause) if pause > 0 else "open",
+            ui=self.screen.url if self.screen is not None else None,
+            screens=self.screen.viewers if self.screen is not None else 0,
+            kiosk_browser=self.browser.pid if self.browser is not None else None,
+            sessions=tuple(sessions),
+        )
 
 
 def _holder(control_path: Path) -> str:
     """`` (pid N)`` of the station answering on ``control_path``, if it answers."""
-    from station.errors import ControlError
-    from station.jsonlines import request
+    from wire import WireError, jsonlines
 
     try:
-        pid = request(control_path, {"op": "status"}, timeout=1.0).get("pid")
-    except ControlError:
+        reply = jsonlines.ask(control_path, Status(), STATION_REQUESTS, StatusReply, timeout=1.0)
+    except WireError:
         return ""
-    return f" (pid {pid})" if isinstance(pid, int) else ""
+    return f" (pid {reply.pid})" if isinstance(reply, StatusReply) else ""
 
 
 def default_control_path() -> Path:

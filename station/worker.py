@@ -3,7 +3,7 @@
 Started fresh by the supervisor (``python -I -B -m station.worker``, never a fork), it
 holds everything secret about one session: the offer's keys, the session's keys, the
 outage queue and the mirror of the phone, all in RAM. Its stdin is a socketpair to the
-supervisor (see ``station.ipc``). Ending this process is the wipe.
+supervisor (see ``wire.pipe``). Ending this process is the wipe.
 
 Typed commands reach it on its own control socket, straight from ``station send``, so
 no plaintext ever passes through the supervisor.
@@ -14,23 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from station import ipc
+from station.command_desk import CommandDesk
 from station.errors import StationError
 from station.fates import CommandFate
-from station.jsonlines import serve_json_lines
 from station.kiosk.session_view import SessionView
 from station.mirror import Mirror
 from station.session_record import SessionRecord
 from tunnel.aio.pump import EndpointPump
-from tunnel.errors import QueueFull, SessionClosed
 from tunnel.events import (
     Acked,
     CodePaused,
@@ -54,31 +50,30 @@ from tunnel.station_endpoint import StationEndpoint
 from tunnel.station_handshake import StationOffer
 from wipe.harden import harden_process
 from wipe.memdb import open_memory_db
-from wire import WireError
-from wire.app import Command, Device, Fates, MirrorUpdate, Receipt, decode, encode
+from wire import WireError, pipe
+from wire.app import Device, Fates, MirrorUpdate, Receipt, decode, encode
 
 # Seconds a logging-out worker gives its queue to reach a linked phone; it fits inside
 # the supervisor's STOP grace, after which the worker is killed whatever it is doing.
 DRAIN_GRACE = 0.5
-MAX_SEND_IDS = 10_000  # `station send --id` ids remembered, so a retry never duplicates
 
 
 class _IpcTransport:
     """A phone's WebSocket as seen from the worker: frames relayed by the supervisor."""
 
-    def __init__(self, out: ipc.FrameWriter, conn: int) -> None:
+    def __init__(self, out: pipe.Writer, conn: int) -> None:
         self._out = out
         self._conn = conn
 
     async def send(self, data: bytes) -> None:
-        await self._out.write(ipc.Frame(ipc.FrameType.SEND, self._conn, data))
+        await self._out.write(pipe.Send(self._conn, data))
 
     async def close(self, reason: str) -> None:
-        await self._out.write(ipc.Frame(ipc.FrameType.CLOSE, self._conn, reason.encode()))
+        await self._out.write(pipe.CloseConn(self._conn, reason))
 
 
 class Worker:
-    def __init__(self, args: argparse.Namespace, out: ipc.FrameWriter) -> None:
+    def __init__(self, args: argparse.Namespace, out: pipe.Writer) -> None:
         self.args = args
         self.out = out
         self.settings = Settings(queue_max_count=args.queue_limit)
@@ -88,13 +83,8 @@ class Worker:
         self.stopping: asyncio.Event = asyncio.Event()
         self.stop_reason = "shutdown"
         self.conn_map: dict[int, int] = {}  # supervisor conn -> pump conn
-        self.control_server: asyncio.AbstractServer | None = None
-        self.control_path: Path | None = None
-        self.last_acked = -1
-        self.send_ids: dict[str, int] = {}  # `station send --id` -> the seq it got
         self.view: SessionView | None = None
-        self.record: SessionRecord | None = None  # once paired
-        self.fate_waiters: list[asyncio.Future[None]] = []
+        self.desk: CommandDesk | None = None  # once paired: commands and their fates
         self.receipt: Receipt | None = None  # signed at logout
         self.shown: dict[bytes, tuple[str, str, float]] = {}  # offer id -> URI, code, expiry
 
@@ -120,13 +110,12 @@ class Worker:
         assert isinstance(endpoint, StationEndpoint)
         uri, code, expires_at = self.shown[offer_id]
         await self.out.write(
-            ipc.event_frame(
-                event="offer",
+            pipe.OfferShown(
                 offer_id=offer_id.hex(),
-                previous_offer_id=previous_id.hex() if previous_id else None,
                 pair_uri=uri,
                 pair_code=code,
                 expires_at=int(expires_at),
+                previous_offer_id=previous_id.hex() if previous_id else None,
                 code_paused_s=round(endpoint.offers.paused_for(self.pump.now()), 1),
             )
         )
@@ -138,17 +127,24 @@ class Worker:
         endpoint = self.pump.endpoint
         assert isinstance(endpoint, StationEndpoint)
         if isinstance(event, Paired):
-            self.record = SessionRecord(event.session_id.hex(), self.args.name)
+            session = event.session_id.hex()
             endpoint.answer_close = False  # our last words (the receipt) precede our Close
-            await self.open_control(event.session_id)
-            page = await self.open_view(event.session_id.hex(), event.fingerprint or "")
+            self.desk = CommandDesk(
+                self.pump,
+                SessionRecord(session, self.args.name),
+                self.out.write,
+                default_ttl=self.args.command_ttl,
+                counts=self.mirror.counts if self.mirror else _no_counts,
+            )
+            control = Path(self.args.control_dir) / f"{session[:16]}.sock"
+            await self.desk.open(control)
+            page = await self.open_view(session, event.fingerprint or "")
             await self.out.write(
-                ipc.event_frame(
-                    event="paired",
-                    session=event.session_id.hex(),
-                    fingerprint=event.fingerprint,
+                pipe.SessionPaired(
+                    session=session,
+                    fingerprint=event.fingerprint or "",
                     device=(endpoint.phone_key or b"").hex()[:16],
-                    control=str(self.control_path),
+                    control=str(control),
                     page=page,
                 )
             )
@@ -157,34 +153,28 @@ class Worker:
         elif isinstance(event, PairingFailed):
             # Only attempts that count: a wrong code, or a pairing that authenticated and
             # never completed. Junk hellos are refused without an event.
-            await self.out.write(ipc.event_frame(event="pairing_failed", reason=event.reason))
+            await self.out.write(pipe.PairingFailed(event.reason))
         elif isinstance(event, CodePaused):
             await self.out.write(
-                ipc.event_frame(
-                    event="code_paused",
-                    paused_s=round(event.seconds, 1),
-                    failures=event.failures,
-                    pair_code=event.code,
-                )
+                pipe.CodePaused(round(event.seconds, 1), event.failures, event.code)
             )
         elif isinstance(event, ResumeGap):
-            await self.out.write(
-                ipc.event_frame(event="resume_gap", first=event.first, last=event.last)
-            )
+            await self.out.write(pipe.ResumeGap(event.first, event.last))
         elif isinstance(event, LinkUp):
-            await self.out.write(ipc.event_frame(event="link_up", resumed=event.resumed))
-            await self.report_acked()  # a resume may have acknowledged some at once
-            if self.record is not None:
+            await self.out.write(pipe.LinkUp(event.resumed))
+            if self.desk is not None:
+                await self.desk.acked()  # a resume may have acknowledged some at once
                 # Latest state, sent again on every link: the receipt key, our deadline.
-                await self.pump.notify(encode(self.record.receipt_key))
-                policy = self.record.current_policy()
+                record = self.desk.record
+                await self.pump.notify(encode(record.receipt_key))
+                policy = record.current_policy()
                 if policy is not None:
                     await self.pump.notify(encode(policy))
-            await self.fates_moved()
+                await self.desk.moved()
             if self.view is not None:
                 self.view.link_changed()
         elif isinstance(event, LinkDown):
-            await self.out.write(ipc.event_frame(event="link_down", reason=event.reason))
+            await self.out.write(pipe.LinkDown(event.reason))
             if self.view is not None:
                 self.view.link_changed()
         elif isinstance(event, MessageReceived):
@@ -192,8 +182,9 @@ class Worker:
         elif isinstance(event, NoticeReceived):
             await self.phone_notice(event.payload)
         elif isinstance(event, Acked):
-            await self.report_acked()
-            await self.fates_moved()
+            if self.desk is not None:
+                await self.desk.acked()
+                await self.desk.moved()
             if self.view is not None:
                 self.view.acked(event.through)
         elif isinstance(event, LogoutRequested):
@@ -206,12 +197,8 @@ class Worker:
             if endpoint.ended_refusal is not None:
                 # The answer to every later resume, MACed under the secrets this
                 # process is about to forget: the supervisor keeps it once we are gone.
-                await self.out.write(
-                    ipc.event_frame(event="session_refusal", refusal=endpoint.ended_refusal.hex())
-                )
-            await self.out.write(
-                ipc.event_frame(event="ended", reason=reason, undelivered_seqs=undelivered)
-            )
+                await self.out.write(pipe.SessionRefusal(endpoint.ended_refusal))
+            await self.out.write(pipe.Ended(reason, tuple(undelivered)))
             self.stopping.set()
 
     async def from_phone(self, payload: bytes) -> None:
@@ -220,133 +207,45 @@ class Worker:
         try:
             message = decode(payload)
         except WireError as exc:
-            await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
+            await self.out.write(pipe.MirrorError(str(exc)))
             return
-        if isinstance(message, Fates) and self.record is not None:
-            await self.fates_changed(self.record.phone_says(message))
+        if isinstance(message, Fates) and self.desk is not None:
+            await self.desk.changed(self.desk.record.phone_says(message))
             return
         if not isinstance(message, MirrorUpdate):
-            reason = f"unexpected {type(message).__name__} message from the phone"
-            await self.out.write(ipc.event_frame(event="mirror_error", reason=reason))
+            kind = type(message).__name__
+            await self.out.write(pipe.MirrorError(f"unexpected {kind} message from the phone"))
             return
         await self.mirror.apply(message)
         if self.view is not None:
             self.view.mirrored(message)
         chats, messages = await self.mirror.counts()
-        await self.out.write(
-            ipc.event_frame(event="mirror", version=message.version, chats=chats, messages=messages)
-        )
+        await self.out.write(pipe.Mirrored(message.version, chats, messages))
 
     async def phone_notice(self, payload: bytes) -> None:
         try:
             notice = decode(payload)
         except WireError as exc:
-            await self.out.write(ipc.event_frame(event="mirror_error", reason=str(exc)))
+            await self.out.write(pipe.MirrorError(str(exc)))
             return
-        if isinstance(notice, Device) and self.record is not None:
-            self.record.device = notice
-            await self.out.write(
-                ipc.event_frame(event="device", name=notice.name, battery=notice.battery)
-            )
+        if isinstance(notice, Device) and self.desk is not None:
+            record = self.desk.record
+            record.device = notice
+            await self.out.write(pipe.DeviceSeen(notice.name, notice.battery))
             if self.view is not None:
-                self.view.health(self.record.summary())
+                self.view.health(record.summary(), record.device)
 
-    async def fates_moved(self) -> None:
-        """The link sent or heard something: commands may now be sent or applied."""
-        if self.record is not None and self.pump is not None:
-            endpoint = self.pump.endpoint
-            assert isinstance(endpoint, StationEndpoint)
-            await self.fates_changed(self.record.link_moved(endpoint))
-
-    async def fates_changed(self, changed: list[CommandFate]) -> None:
-        if not changed or self.record is None:
-            return
-        if self.view is not None:
-            self.view.fates(changed)
-            self.view.health(self.record.summary())
-        await self.out.write(ipc.event_frame(event="commands", **self.record.summary()))
-        waiters, self.fate_waiters = self.fate_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait_for_fates(self, seqs: list[int], wait: float) -> dict[str, Any]:
-        """`station send --wait`: until every seq is applied (or settled), or the timeout."""
-        assert self.record is not None
-        settled = ("applied", "expired", "discarded", "undelivered")
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            fates = [self.record.fates.get(seq) for seq in seqs]
-            states = [f.state.value if f is not None else "unknown" for f in fates]
-            left = deadline - asyncio.get_running_loop().time()
-            if all(state in settled for state in states) or left <= 0:
-                return {"ok": True, "states": dict(zip(map(str, seqs), states, strict=True))}
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.fate_waiters.append(waiter)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await waiter
-
-    async def report_acked(self) -> None:
-        assert self.pump is not None
-        acked = self.pump.endpoint.channel.acked
-        if acked != self.last_acked:
-            self.last_acked = acked
-            await self.out.write(ipc.event_frame(event="acked", through=acked))
-
-    async def send_command(
-        self,
-        text: str,
-        chat: str | None,
-        send_id: str | None = None,
-        ttl: float | None = None,
-    ) -> dict[str, Any]:
-        """Queue one typed command (from `station send` or the kiosk page).
-
-        Every attempt counts as activity, accepted or not. The seq reaches the
-        supervisor (and the pipe's kernel buffer) before the sender hears of it, so the
-        supervisor's account of undelivered commands is exact even if we die next."""
-        assert self.pump is not None
-        await self.report_activity()
-        if send_id is not None and send_id in self.send_ids:
-            seq = self.send_ids[send_id]
-            return {"ok": True, "seq": seq, "duplicate": True, "depth": self.depth()}
-        ttl = ttl if ttl is not None else self.args.command_ttl
-        try:
-            payload = encode(Command(text, chat, round(time.time(), 3), ttl))
-        except ValueError as exc:
-            return {"ok": False, "error": str(exc)}
-        try:
-            seq = self.pump.endpoint.send(payload, self.pump.now())
-        except QueueFull as exc:
-            return {"ok": False, "error": str(exc), "full": True, "depth": exc.depth}
-        except SessionClosed:
-            return {"ok": False, "error": "the session has ended"}
-        if send_id is not None:
-            self.send_ids[send_id] = seq
-            if len(self.send_ids) > MAX_SEND_IDS:
-                self.send_ids.pop(next(iter(self.send_ids)))
-        await self.out.write(ipc.event_frame(event="queued", seq=seq))
-        if self.record is not None:
-            fate = self.record.queued(seq, ttl)
-            await self.fates_changed([fate])
-        await self.pump.drain()
-        await self.fates_moved()
-        return {"ok": True, "seq": seq, "depth": self.depth()}
-
-    def depth(self) -> int:
-        assert self.pump is not None
-        return self.pump.endpoint.undelivered
-
-    async def report_activity(self) -> None:
-        await self.out.write(ipc.event_frame(event="activity"))
+    def fates_shown(self, fates: list[CommandFate]) -> None:
+        if self.view is not None and self.desk is not None:
+            self.view.fates(fates)
+            self.view.health(self.desk.record.summary(), self.desk.record.device)
 
     # -- the session's page on the kiosk screen ----------------------------------------
 
     async def open_view(self, session: str, fingerprint: str) -> str | None:
         if not self.args.ui_origin:
             return None
-        assert self.pump is not None and self.mirror is not None
+        assert self.pump is not None and self.mirror is not None and self.desk is not None
 
         def logout() -> None:
             self.stop_reason = "explicit"
@@ -359,100 +258,50 @@ class Worker:
             mirror=self.mirror,
             pump=self.pump,
             framed_by=self.args.ui_origin,
-            send_command=self.send_command,
+            send_command=self.desk.send,
             on_logout=logout,
-            on_activity=self.report_activity,
+            on_activity=self.desk.activity,
         )
+        self.desk.on_fates = self.fates_shown
         return await self.view.start()
-
-    # -- the session's control socket ------------------------------------------------
-
-    async def open_control(self, session_id: bytes) -> None:
-        directory = Path(self.args.control_dir)
-        self.control_path = directory / f"{session_id.hex()[:16]}.sock"
-        with contextlib.suppress(FileNotFoundError):
-            self.control_path.unlink()
-        self.control_server = await asyncio.start_unix_server(
-            self.handle_control, path=str(self.control_path)
-        )
-        os.chmod(self.control_path, 0o600)
-
-    async def handle_control(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await serve_json_lines(reader, writer, self.control_request)
-
-    async def control_request(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.pump is not None
-        if op == "send":
-            text, chat, send_id = request.get("text"), request.get("chat"), request.get("id")
-            if not isinstance(text, str):
-                return {"ok": False, "error": "send needs text"}
-            if chat is not None and not isinstance(chat, str):
-                return {"ok": False, "error": "chat must be a string"}
-            if send_id is not None and (not isinstance(send_id, str) or len(send_id) > 200):
-                return {"ok": False, "error": "id must be a string of at most 200 characters"}
-            ttl = request.get("ttl")
-            if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
-                return {"ok": False, "error": "ttl must be a positive number of seconds"}
-            return await self.send_command(text, chat, send_id, ttl)
-        if op == "wait":
-            seqs, timeout = request.get("seqs"), request.get("timeout")
-            if not isinstance(seqs, list) or not all(isinstance(q, int) for q in seqs):
-                return {"ok": False, "error": "wait needs seqs"}
-            if not isinstance(timeout, int | float) or not 0 <= timeout <= 3600:
-                return {"ok": False, "error": "timeout must be 0 to 3600 seconds"}
-            return await self.wait_for_fates(seqs, float(timeout))
-        if op == "status":
-            endpoint = self.pump.endpoint
-            chats, messages = await self.mirror.counts() if self.mirror else (0, 0)
-            return {
-                "ok": True,
-                "linked": endpoint.linked,
-                "queued": endpoint.undelivered,
-                "chats": chats,
-                "messages": messages,
-            }
-        return {"ok": False, "error": f"unknown op {op!r}"}
 
     # -- the supervisor pipe ---------------------------------------------------------
 
     async def read_supervisor(self, reader: asyncio.StreamReader) -> None:
         assert self.pump is not None
         while True:
-            frame = await ipc.read_frame(reader)
-            if frame is None:
-                # The supervisor is gone: nothing of ours may outlive it.
-                self.stop_reason = "shutdown"
-                self.stopping.set()
-                return
-            if frame.type is ipc.FrameType.OPEN:
-                self.conn_map[frame.conn] = await self.pump.attach(
-                    _IpcTransport(self.out, frame.conn)
-                )
-            elif frame.type is ipc.FrameType.DATA:
-                conn = self.conn_map.get(frame.conn)
-                if conn is not None:
-                    await self.pump.feed(conn, frame.body)
-            elif frame.type is ipc.FrameType.LOST:
-                conn = self.conn_map.pop(frame.conn, None)
-                if conn is not None:
-                    await self.pump.lost(conn)
-            elif frame.type is ipc.FrameType.STOP:
-                self.stop_reason = str(frame.json().get("reason", "explicit"))
-                self.stopping.set()
-            elif frame.type is ipc.FrameType.POLICY:
-                policy = frame.json()
-                logout_in, reason = float(policy["logout_in"]), str(policy["reason"])
-                if self.view is not None:
-                    self.view.deadline(logout_in, reason)
-                # The phone hears it too: `medic-phone unlink` offline says when we end.
-                if self.record is not None:
-                    await self.pump.notify(encode(self.record.set_policy(logout_in, reason)))
+            message = await pipe.read(reader)
+            match message:
+                case None:
+                    # The supervisor is gone: nothing of ours may outlive it.
+                    self.stop_reason = "shutdown"
+                    self.stopping.set()
+                    return
+                case pipe.Open(conn):
+                    self.conn_map[conn] = await self.pump.attach(_IpcTransport(self.out, conn))
+                case pipe.Data(conn, data):
+                    if (ours := self.conn_map.get(conn)) is not None:
+                        await self.pump.feed(ours, data)
+                case pipe.Lost(conn):
+                    if (ours := self.conn_map.pop(conn, None)) is not None:
+                        await self.pump.lost(ours)
+                case pipe.Stop(reason):
+                    self.stop_reason = reason
+                    self.stopping.set()
+                case pipe.PolicyDeadline(logout_in, reason):
+                    if self.view is not None:
+                        self.view.deadline(logout_in, reason)
+                    # The phone hears it too: `medic-phone unlink` offline says when we end.
+                    if self.desk is not None:
+                        policy = self.desk.record.set_policy(logout_in, reason)
+                        await self.pump.notify(encode(policy))
+                case _:
+                    raise WireError(f"the supervisor sent a {type(message).__name__}")
 
     async def run(self, reader: asyncio.StreamReader) -> int:
         report = harden_process(expected_ppid=self.args.ppid)
-        await self.out.write(ipc.event_frame(event="hardening", **report.as_dict()))
+        measures = {n: pipe.Measure(m.applied, m.detail) for n, m in report.measures.items()}
+        await self.out.write(pipe.Hardening(measures))
         db = await open_memory_db()
         self.mirror = Mirror(db)
         await self.mirror.setup()
@@ -490,11 +339,8 @@ class Worker:
         if self.view is not None:
             await self.view.close(self.stop_reason)
         await self.pump.aclose()
-        if self.control_server is not None:
-            self.control_server.close()
-        if self.control_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.control_path.unlink()
+        if self.desk is not None:
+            self.desk.close()
         await db.close()
         return 0
 
@@ -512,12 +358,12 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - time.monotonic()):
                     await self.pump.wait_changed()
-        if self.record is not None:
-            await self.fates_moved()
+        if self.desk is not None:
+            await self.desk.moved()
             undelivered = [seq for seq, _ in endpoint.queue.items()]
-            receipt = self.record.receipt(self.stop_reason, undelivered)
+            receipt = self.desk.record.receipt(self.stop_reason, undelivered)
             if self.view is not None:
-                self.view.fates(self.record.fates.all())
+                self.view.fates(self.desk.record.fates.all())
             await self.pump.notify(encode(receipt))
             self.receipt = receipt
             # A phone away now gets it later, in the session's authenticated refusal.
@@ -525,6 +371,10 @@ class Worker:
         await self.pump.close(self.stop_reason)
         # Let the Close record reach the supervisor before the process ends.
         await asyncio.sleep(0)
+
+
+async def _no_counts() -> tuple[int, int]:
+    return 0, 0
 
 
 def _parse_address(text: str) -> tuple[str, int]:
@@ -557,7 +407,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 async def _main(args: argparse.Namespace) -> int:
     sock = socket.socket(fileno=args.fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    out = ipc.FrameWriter(writer)
+    out = pipe.Writer(writer)
     worker = Worker(args, out)
     try:
         return await worker.run(reader)
@@ -571,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return asyncio.run(_main(args))
-    except StationError as exc:
+    except (StationError, WireError) as exc:
         print(f"station worker: {exc}", file=sys.stderr)
         return 2
 

@@ -19,10 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from station import ipc
-from station.errors import WorkerProtocolError
+from wire import WireError, pipe
 
 # A worker has this long after the logout decision to end by itself; then SIGKILL.
 # Its own drain of the queue (worker.DRAIN_GRACE) fits inside.
@@ -63,7 +61,7 @@ class WorkerInfo:
     oldest_queued_at: float | None = None  # unix time, of the oldest not yet applied
     last_heard: float | None = None  # unix time
     policy_sent: tuple[float, str] | None = None  # the last logout deadline told
-    hardening: dict[str, Any] = field(default_factory=dict)
+    hardening: pipe.Hardening | None = None
     ledger: CommandLedger = field(default_factory=lambda: CommandLedger())
 
 
@@ -103,7 +101,7 @@ class CommandLedger:
         return list(self._pending)
 
 
-EventSink = Callable[["WorkerHandle", dict[str, Any]], None]
+EventSink = Callable[["WorkerHandle", pipe.WorkerEvent], None]
 DataSink = Callable[[int, bytes], None]
 CloseSink = Callable[[int, str], None]
 
@@ -128,6 +126,7 @@ class WorkerHandle:
         self.stop_decided_at: float | None = None
         self._stop_sent = False
         self._pipe_broken = False
+        self.protocol_error: str | None = None
 
     @classmethod
     async def spawn(
@@ -191,38 +190,44 @@ class WorkerHandle:
         # The sinks never wait: each event is handled as it arrives, whatever the
         # state of the phone's socket or of any other session.
         try:
-            while True:
-                frame = await ipc.read_frame(self._reader)
-                if frame is None:
-                    break
-                if frame.type is ipc.FrameType.SEND:
-                    on_send(frame.conn, frame.body)
-                elif frame.type is ipc.FrameType.CLOSE:
-                    on_close(frame.conn, frame.body.decode("ascii", "replace"))
-                elif frame.type is ipc.FrameType.EVENT:
-                    on_event(self, frame.json())
-                else:
-                    raise WorkerProtocolError(f"worker sent a {frame.type.name} frame")
-        except (WorkerProtocolError, ConnectionError, ValueError):
+            while (message := await pipe.read(self._reader)) is not None:
+                match message:
+                    case pipe.Send(conn, data):
+                        on_send(conn, data)
+                    case pipe.CloseConn(conn, reason):
+                        on_close(conn, reason)
+                    case (
+                        pipe.Open()
+                        | pipe.Data()
+                        | pipe.Lost()
+                        | pipe.Stop()
+                        | pipe.PolicyDeadline()
+                    ):
+                        raise WireError(f"a worker sent a {type(message).__name__}")
+                    case _:
+                        on_event(self, message)
+        except (WireError, ConnectionError) as exc:
+            # A worker that breaks the pipe's framing is broken: it goes.
+            self.protocol_error = str(exc)
             self.kill()
 
     # -- frames to the worker -------------------------------------------------------
 
-    def post(self, frame: ipc.Frame) -> bool:
+    def post(self, message: pipe.ToWorker) -> bool:
         """Put a frame in the pipe's buffer without waiting; False if the pipe is gone."""
         if self._pipe_broken or self._writer.is_closing():
             return False
         try:
-            self._writer.write(ipc.encode(frame))
+            self._writer.write(pipe.encode(message))
         except (ConnectionError, OSError, RuntimeError):
             self._pipe_broken = True
             return False
         return True
 
-    async def send(self, frame: ipc.Frame) -> bool:
+    async def send(self, message: pipe.ToWorker) -> bool:
         """Post a frame, then wait (up to ``PIPE_DEADLINE``) while the pipe is over its
         high-water mark. For a phone's relay task: its phone waits, nobody else does."""
-        if not self.post(frame):
+        if not self.post(message):
             return False
         transport = self._writer.transport
         if transport.get_write_buffer_size() <= PIPE_HIGH_WATER:
@@ -252,7 +257,7 @@ class WorkerHandle:
         assert self.stop_decided_at is not None
         if not self._stop_sent:
             self._stop_sent = True
-            self.post(ipc.stop_frame(self.stop_requested or reason))
+            self.post(pipe.Stop(self.stop_requested or reason))
         try:
             async with asyncio.timeout_at(self.stop_decided_at + STOP_GRACE):
                 await self.process.wait()

@@ -16,12 +16,14 @@ from station.fates import CommandFate
 from station.kiosk.session_page import SessionPage
 from station.mirror import Mirror, chat_row, message_row
 from tunnel.aio.pump import EndpointPump
-from wire.app import MirrorUpdate
+from wire.app import Device, MirrorUpdate
+from wire.control import Failure, Send, SendReply
+from wire.pipe import Commands
 
 # A drop shorter than this is "reconnecting"; longer, the page says "offline".
 RECONNECTING_FOR = 10.0
 
-SendCommand = Callable[[str, str | None], Awaitable[dict[str, Any]]]
+SendCommand = Callable[[Send], Awaitable[SendReply | Failure]]
 
 
 class SessionView:
@@ -139,16 +141,16 @@ class SessionView:
             del self._fates[next(iter(self._fates))]
         self.page.broadcast({"type": "fates", "items": items})
 
-    def health(self, summary: dict[str, object]) -> None:
+    def health(self, summary: Commands, device: Device | None) -> None:
         """The link at a glance: reachable, last contact, queue, oldest queued, battery."""
         message = {
             "type": "health",
             "reachable": self._pump.endpoint.linked,
-            "last_heard": summary.get("last_heard"),
+            "last_heard": summary.last_heard,
             "queued": self._pump.endpoint.undelivered,
-            "oldest_queued_at": summary.get("oldest_queued_at"),
-            "device": summary.get("device"),
-            "battery": summary.get("battery"),
+            "oldest_queued_at": summary.oldest_queued_at,
+            "device": device.name if device else None,
+            "battery": device.battery if device else None,
         }
         if message != self._health:
             self._health = message
@@ -173,11 +175,11 @@ class SessionView:
             text, chat = request.get("text"), request.get("chat")
             if not isinstance(text, str) or (chat is not None and not isinstance(chat, str)):
                 return {"type": "error", "ref": ref, "message": "send needs text (and a chat id)"}
-            reply = await self._send_command(text, chat)
+            reply = await self._send_command(Send(text, chat))
             self.link_changed()
-            if not reply.get("ok"):
-                return {"type": "error", "ref": ref, "message": reply.get("error", "refused")}
-            return {"type": "sent", "ref": ref, "seq": reply["seq"], "text": text, "chat": chat}
+            if isinstance(reply, Failure):
+                return {"type": "error", "ref": ref, "message": reply.error}
+            return {"type": "sent", "ref": ref, "seq": reply.seq, "text": text, "chat": chat}
         if op == "activity":
             await self._on_activity()
             return None
