@@ -49,8 +49,8 @@ from medic_phone.errors import (
     WrongPassphrase,
 )
 from medic_phone.sealing import STORE_KEY_LEN
-from station.safedir import UnsafeDirectory, private_dir
 from tunnel.identity import PhoneIdentity
+from wipe.safedir import UnsafeDirectory, private_dir
 
 KEY_FILE = "identity.key"
 KEYSTORE_VERSION = 1

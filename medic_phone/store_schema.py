@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from medic_phone.errors import StoreCorrupt, StoreError, StoreMissing
-from station.safedir import UnsafeDirectory, private_dir
+from wipe.safedir import UnsafeDirectory, private_dir
 
 DB_FILE = "phone.db"
 SCHEMA_VERSION = 3

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from station.safedir import UnsafeDirectory, private_dir
 from tests.localuser import LocalUser, local_user
 from tests.procs import Proc, command, run
+from wipe.safedir import UnsafeDirectory, private_dir
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (creates a local user)")
 
