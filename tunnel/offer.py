@@ -15,10 +15,10 @@ import binascii
 import hashlib
 import ipaddress
 import re
-import secrets
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
+from tunnel.entropy import OFFER_ID, OFFER_SECRET, random_bytes
 from tunnel.errors import OfferFormatError
 from tunnel.flights import WIRE_VERSION
 from tunnel.noise import KeyPair
@@ -175,9 +175,9 @@ def new_offer(
     offer = PairingOffer(
         station=_check_name(station),
         addresses=tuple(addresses),
-        offer_id=secrets.token_bytes(OFFER_ID_LEN),
+        offer_id=random_bytes(OFFER_ID_LEN, OFFER_ID),
         public_key=keypair.public,
-        secret=secrets.token_bytes(OFFER_SECRET_LEN),
+        secret=random_bytes(OFFER_SECRET_LEN, OFFER_SECRET),
         expires_at=int(now + ttl),
     )
     return offer, keypair

@@ -15,6 +15,7 @@ import secrets
 from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.spake2 import SPAKEError
 
+from tunnel.entropy import SPAKE2, random_bytes
 from tunnel.errors import HandshakeFailed, OfferFormatError, UsageError
 
 CODE_DIGITS = 8
@@ -39,13 +40,17 @@ def normalize_code(text: str) -> str:
     return f"{digits[:4]}-{digits[4:]}"
 
 
+def _entropy(size: int) -> bytes:
+    return random_bytes(size, SPAKE2)
+
+
 class CodeExchange:
     """One side of SPAKE2 over a short code. The phone is side A, the station side B."""
 
     def __init__(self, code: str, *, initiator: bool) -> None:
         password = normalize_code(code).encode("ascii")
         side = SPAKE2_A if initiator else SPAKE2_B
-        self._spake = side(password, idA=_ID_PHONE, idB=_ID_STATION)
+        self._spake = side(password, idA=_ID_PHONE, idB=_ID_STATION, entropy_f=_entropy)
         self._started = False
         self._finished = False
 

@@ -16,9 +16,9 @@
 
 from __future__ import annotations
 
-import secrets
 from collections import deque
 
+from tunnel.entropy import SESSION_ID, random_bytes
 from tunnel.errors import PeerError, ResumeRefused
 from tunnel.events import (
     CodePaused,
@@ -157,7 +157,7 @@ class StationEndpoint(Endpoint):
         if offer is None:
             self._refuse(c, RefuseCode.OFFER_UNKNOWN, "unknown or expired offer: scan the QR code")
             return
-        session_id = secrets.token_bytes(SESSION_ID_LEN)
+        session_id = random_bytes(SESSION_ID_LEN, SESSION_ID)
         try:
             reply, paired = StationUriPairing.receive_hello(hello, offer, session_id, self.station)
         except PeerError:
@@ -174,7 +174,7 @@ class StationEndpoint(Endpoint):
         if not self._take_code_token(now):
             self._refuse(c, RefuseCode.BUSY, "busy: too many code attempts; try again")
             return
-        driver = StationCodePairing(secrets.token_bytes(SESSION_ID_LEN), self.station)
+        driver = StationCodePairing(random_bytes(SESSION_ID_LEN, SESSION_ID), self.station)
         try:
             reply = driver.receive_hello(hello, self.offers.open_codes(now))
         except PeerError:
