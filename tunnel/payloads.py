@@ -59,8 +59,14 @@ def write_identity_message(hs: HandshakeState, identity: PhoneIdentity) -> bytes
     return hs.write_message(lambda h: identity_payload(identity, h))
 
 
+MAX_ACCEPT_NAME = 64  # bytes of the station's name in ACCEPT
+
+
 def accept_payload(session_id: bytes, station: str) -> bytes:
-    return session_id + station.encode("utf-8")[:64]
+    # Cut at a character boundary: a name cut inside a character is not UTF-8, and the
+    # phone would fail a pairing whose offer is already spent.
+    name = station.encode("utf-8")[:MAX_ACCEPT_NAME].decode("utf-8", "ignore")
+    return session_id + name.encode("utf-8")
 
 
 def read_accept(payload: bytes) -> tuple[bytes, str]:
