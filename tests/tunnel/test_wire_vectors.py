@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tunnel.vectors import FILES, default_dir, generate, render
+from tests.vectors import FILES, default_dir, generate, render
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +17,11 @@ def generated() -> dict[str, str]:
 @pytest.mark.parametrize("name", FILES)
 def test_committed_vectors_are_what_the_code_makes(name: str, generated: dict[str, str]) -> None:
     path = default_dir() / name
-    assert path.exists(), f"{path} is missing: run python -m tunnel.vectors"
+    assert path.exists(), f"{path} is missing: run python -m tests.vectors"
     committed = path.read_text(encoding="utf-8")
     assert committed == generated[name], (
         f"{name} differs from what the code makes now: if the wire changed on purpose,"
-        " run python -m tunnel.vectors, say why in docs/PROTOCOL.md, and bump the version"
+        " run python -m tests.vectors, say why in docs/PROTOCOL.md, and bump the version"
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from tunnel.frames import Ping, encode_frame
 from tunnel.noise import MAX_NONCE, CipherState
 from tunnel.records import DEFAULT_REKEY_INTERVAL, RecordReceiver, RecordSender
-from tunnel.vectors.common import check
-from tunnel.vectors.fixed import JSON, hx, label_bytes, nonce12
-from tunnel.vectors.wire import record_json
+from tests.vectors.common import check
+from tests.vectors.fixed import JSON, hx, label_bytes, nonce12
+from tests.vectors.wire import record_json
 
 SHOWN = (0, 1, DEFAULT_REKEY_INTERVAL - 1, DEFAULT_REKEY_INTERVAL, DEFAULT_REKEY_INTERVAL + 1)
 

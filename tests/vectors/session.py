@@ -18,7 +18,7 @@ from tunnel.open_offers import OFFER_GRACE
 from tunnel.session import PhoneEndpoint
 from tunnel.station_endpoint import StationEndpoint
 from tunnel.station_handshake import StationOffer
-from tunnel.vectors.common import (
+from tests.vectors.common import (
     ADDRESSES,
     OFFER_TTL,
     PHONE_SETTINGS,
@@ -32,10 +32,10 @@ from tunnel.vectors.common import (
     prologue,
     receipt_signing_key,
 )
-from tunnel.vectors.fixed import JSON, Draws, fixed_key, hx, key_json, label_bytes
-from tunnel.vectors.refusals import clear_refusals, hello_of, resume_gap, session_ended
-from tunnel.vectors.trace import HandshakeTrace, trace_handshake
-from tunnel.vectors.wire import TO_PHONE, TO_STATION, Wire
+from tests.vectors.fixed import JSON, Draws, fixed_key, hx, key_json, label_bytes
+from tests.vectors.refusals import clear_refusals, hello_of, resume_gap, session_ended
+from tests.vectors.trace import HandshakeTrace, trace_handshake
+from tests.vectors.wire import TO_PHONE, TO_STATION, Wire
 from wire.app import Command, Device, MirrorUpdate, Policy, ReceiptKey, encode
 from wire.receipts import ReceiptFacts, sign
 

@@ -1,15 +1,15 @@
-"""``python -m tunnel.vectors [--out DIR] [--check]``: write or check the wire vectors."""
+"""``python -m tests.vectors [--out DIR] [--check]``: write or check the wire vectors."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from tunnel.vectors import default_dir, generate, render
+from tests.vectors import default_dir, generate, render
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tunnel.vectors", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.vectors", description=__doc__)
     parser.add_argument("--out", default=str(default_dir()), help="directory (docs/vectors)")
     parser.add_argument(
         "--check", action="store_true", help="compare with the files there; write nothing"
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path} ({len(text.encode()):,} bytes)")
     if differ:
-        print(f"out of date: {', '.join(differ)} (run python -m tunnel.vectors)", file=sys.stderr)
+        print(f"out of date: {', '.join(differ)} (run python -m tests.vectors)", file=sys.stderr)
         return 1
     return 0
 

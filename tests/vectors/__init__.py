@@ -1,6 +1,6 @@
 """The wire test vectors in ``docs/vectors/``: made by the real code, from fixed values.
 
-``python -m tunnel.vectors`` writes them; ``python -m tunnel.vectors --check`` (and
+``python -m tests.vectors`` writes them; ``python -m tests.vectors --check`` (and
 ``tests/tunnel/test_wire_vectors.py``) requires the committed files to be byte for byte
 what the code makes now, so the vectors, the document and the code cannot drift apart.
 See docs/PROTOCOL.md, "Test vectors", for how an implementer uses them.
@@ -17,9 +17,9 @@ FILES = ("session.json", "pair-code.json", "wrong-code.json", "refusals.json", "
 
 def generate() -> dict[str, dict[str, Any]]:
     """Every vector file's content, by file name."""
-    from tunnel.vectors.codes import code_pairing, wrong_code
-    from tunnel.vectors.records import rekey_boundary
-    from tunnel.vectors.session import uri_session
+    from tests.vectors.codes import code_pairing, wrong_code
+    from tests.vectors.records import rekey_boundary
+    from tests.vectors.session import uri_session
 
     session = uri_session()
     out = {

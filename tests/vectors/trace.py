@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from tunnel.errors import UsageError
 from tunnel.noise import KEYLEN, KeyPair, SymmetricState, _dh, _hkdf, resolve_pattern
 from tunnel.payloads import next_resumption_secret
-from tunnel.vectors.fixed import JSON, hx
+from tests.vectors.fixed import JSON, hx
 
 Payload = bytes | Callable[[bytes], bytes]
 

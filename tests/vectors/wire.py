@@ -20,7 +20,7 @@ from tunnel.records import DEFAULT_REKEY_INTERVAL
 from tunnel.refusal import parse_refusal
 from tunnel.session import PhoneEndpoint
 from tunnel.station_endpoint import StationEndpoint
-from tunnel.vectors.fixed import JSON, Draws, decode_frame_json, hx, nonce12
+from tests.vectors.fixed import JSON, Draws, decode_frame_json, hx, nonce12
 
 TO_STATION = "phone->station"
 TO_PHONE = "station->phone"

@@ -21,7 +21,7 @@ from tunnel.payloads import code_prologue, encode_code_hello
 from tunnel.session import PhoneEndpoint
 from tunnel.station_endpoint import StationEndpoint
 from tunnel.station_handshake import StationOffer
-from tunnel.vectors.common import (
+from tests.vectors.common import (
     OFFER_TTL,
     PHONE_SETTINGS,
     STATION_NAME,
@@ -33,9 +33,9 @@ from tunnel.vectors.common import (
     phone_identity,
     prologue,
 )
-from tunnel.vectors.fixed import JSON, Draws, fixed_key, hx, label_bytes
-from tunnel.vectors.trace import trace_handshake
-from tunnel.vectors.wire import TO_PHONE, TO_STATION, Wire
+from tests.vectors.fixed import JSON, Draws, fixed_key, hx, label_bytes
+from tests.vectors.trace import trace_handshake
+from tests.vectors.wire import TO_PHONE, TO_STATION, Wire
 
 ID_PHONE = b"fieldstation-phone"
 ID_STATION = b"fieldstation-station"
