@@ -14,13 +14,6 @@ from typing import Any
 
 from spake2.parameters.ed25519 import ParamsEd25519
 
-from tunnel.entropy import SESSION_ID, SPAKE2, X25519
-from tunnel.flights import PSK_PROTOCOL, MessageType
-from tunnel.pake import normalize_code
-from tunnel.payloads import code_prologue, encode_code_hello
-from tunnel.session import PhoneEndpoint
-from tunnel.station_endpoint import StationEndpoint
-from tunnel.station_handshake import StationOffer
 from tests.vectors.common import (
     OFFER_TTL,
     PHONE_SETTINGS,
@@ -36,6 +29,13 @@ from tests.vectors.common import (
 from tests.vectors.fixed import JSON, Draws, fixed_key, hx, label_bytes
 from tests.vectors.trace import trace_handshake
 from tests.vectors.wire import TO_PHONE, TO_STATION, Wire
+from tunnel.entropy import SESSION_ID, SPAKE2, X25519
+from tunnel.flights import PSK_PROTOCOL, MessageType
+from tunnel.pake import normalize_code
+from tunnel.payloads import code_prologue, encode_code_hello
+from tunnel.session import PhoneEndpoint
+from tunnel.station_endpoint import StationEndpoint
+from tunnel.station_handshake import StationOffer
 
 ID_PHONE = b"fieldstation-phone"
 ID_STATION = b"fieldstation-station"

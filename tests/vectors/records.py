@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tunnel.frames import Ping, encode_frame
-from tunnel.noise import MAX_NONCE, CipherState
-from tunnel.records import DEFAULT_REKEY_INTERVAL, RecordReceiver, RecordSender
 from tests.vectors.common import check
 from tests.vectors.fixed import JSON, hx, label_bytes, nonce12
 from tests.vectors.wire import record_json
+from tunnel.frames import Ping, encode_frame
+from tunnel.noise import MAX_NONCE, CipherState
+from tunnel.records import DEFAULT_REKEY_INTERVAL, RecordReceiver, RecordSender
 
 SHOWN = (0, 1, DEFAULT_REKEY_INTERVAL - 1, DEFAULT_REKEY_INTERVAL, DEFAULT_REKEY_INTERVAL + 1)
 

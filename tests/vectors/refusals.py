@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import hashlib
 
+from tests.vectors.common import PHONE_SETTINGS, check, kinds
+from tests.vectors.fixed import JSON, Draws, fixed_key, hx
+from tests.vectors.wire import TO_PHONE, Wire, refusal_json
 from tunnel.entropy import X25519
 from tunnel.events import ResumeGap, SessionEnded
 from tunnel.flights import MessageType
 from tunnel.refusal import FLAG_BOUND, parse_refusal, refusal_mac
 from tunnel.session import PhoneEndpoint, PhoneState
 from tunnel.station_endpoint import StationEndpoint
-from tests.vectors.common import PHONE_SETTINGS, check, kinds
-from tests.vectors.fixed import JSON, Draws, fixed_key, hx
-from tests.vectors.wire import TO_PHONE, Wire, refusal_json
 
 MAC_PERSON = b"fs2-refuse-mac"
 

@@ -9,15 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunnel.entropy import OFFER_ID, OFFER_SECRET, SESSION_ID, X25519
-from tunnel.events import LogoutRequested, MessageReceived, SessionEnded
-from tunnel.flights import PAIR_URI_PROTOCOL, PSK_PROTOCOL, MessageType, encode_hello
-from tunnel.noise import KeyPair
-from tunnel.offer import PairingOffer, new_offer
-from tunnel.open_offers import OFFER_GRACE
-from tunnel.session import PhoneEndpoint
-from tunnel.station_endpoint import StationEndpoint
-from tunnel.station_handshake import StationOffer
 from tests.vectors.common import (
     ADDRESSES,
     OFFER_TTL,
@@ -36,6 +27,15 @@ from tests.vectors.fixed import JSON, Draws, fixed_key, hx, key_json, label_byte
 from tests.vectors.refusals import clear_refusals, hello_of, resume_gap, session_ended
 from tests.vectors.trace import HandshakeTrace, trace_handshake
 from tests.vectors.wire import TO_PHONE, TO_STATION, Wire
+from tunnel.entropy import OFFER_ID, OFFER_SECRET, SESSION_ID, X25519
+from tunnel.events import LogoutRequested, MessageReceived, SessionEnded
+from tunnel.flights import PAIR_URI_PROTOCOL, PSK_PROTOCOL, MessageType, encode_hello
+from tunnel.noise import KeyPair
+from tunnel.offer import PairingOffer, new_offer
+from tunnel.open_offers import OFFER_GRACE
+from tunnel.session import PhoneEndpoint
+from tunnel.station_endpoint import StationEndpoint
+from tunnel.station_handshake import StationOffer
 from wire.app import Command, Device, MirrorUpdate, Policy, ReceiptKey, encode
 from wire.receipts import ReceiptFacts, sign
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.vectors.fixed import JSON, hx
 from tunnel.errors import UsageError
 from tunnel.noise import KEYLEN, KeyPair, SymmetricState, _dh, _hkdf, resolve_pattern
 from tunnel.payloads import next_resumption_secret
-from tests.vectors.fixed import JSON, hx
 
 Payload = bytes | Callable[[bytes], bytes]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from tests.vectors.fixed import JSON, Draws, decode_frame_json, hx, nonce12
 from tunnel.events import Event
 from tunnel.flights import MessageType
 from tunnel.noise import CipherState
@@ -20,7 +21,6 @@ from tunnel.records import DEFAULT_REKEY_INTERVAL
 from tunnel.refusal import parse_refusal
 from tunnel.session import PhoneEndpoint
 from tunnel.station_endpoint import StationEndpoint
-from tests.vectors.fixed import JSON, Draws, decode_frame_json, hx, nonce12
 
 TO_STATION = "phone->station"
 TO_PHONE = "station->phone"
