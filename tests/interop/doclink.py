@@ -110,36 +110,53 @@ async def _first_record(ws: ClientConnection, state: dp.PhoneState, hs: dp.Hands
 
 async def pair_by_uri(url: str, state: dp.PhoneState, offer: dp.Offer) -> Link:
     ws = await open_ws(url)
-    hello, hs = dp.uri_hello(state, offer, os.urandom(32))
-    await ws.send(hello)
-    reply = await ws.recv()
-    assert isinstance(reply, bytes)
-    _, payload = dp.read_accept(reply, hs)
-    state.accepted(payload)
-    return await _first_record(ws, state, hs)
+    try:
+        hello, hs = dp.uri_hello(state, offer, os.urandom(32))
+        await ws.send(hello)
+        _, payload = dp.read_accept(await _recv(ws), hs)
+        state.accepted(payload)
+        return await _first_record(ws, state, hs)
+    except BaseException:
+        await ws.close(4000, "pairing failed")
+        raise
 
 
 async def pair_by_code(url: str, state: dp.PhoneState, code: str) -> tuple[Link, int]:
     ws = await open_ws(url)
-    hello, slots = dp.code_hello(code, [os.urandom(64), os.urandom(64)])
-    await ws.send(hello)
-    reply = await ws.recv()
-    assert isinstance(reply, bytes)
-    noise, handshakes = dp.code_noise(state, hello, slots, reply, [os.urandom(32), os.urandom(32)])
-    await ws.send(noise)
-    accept = await ws.recv()
-    assert isinstance(accept, bytes)
-    hs, payload = dp.read_accept(accept, handshakes)
-    state.accepted(payload)
-    return await _first_record(ws, state, hs), accept[1]
+    try:
+        hello, slots = dp.code_hello(code, [os.urandom(64), os.urandom(64)])
+        await ws.send(hello)
+        ephemerals = [os.urandom(32), os.urandom(32)]
+        noise, handshakes = dp.code_noise(state, hello, slots, await _recv(ws), ephemerals)
+        await ws.send(noise)
+        accept = await _recv(ws)
+        hs, payload = dp.read_accept(accept, handshakes)
+        state.accepted(payload)
+        return await _first_record(ws, state, hs), accept[1]
+    except BaseException:
+        await ws.close(4000, "pairing failed")
+        raise
 
 
 async def resume(url: str, state: dp.PhoneState) -> Link:
+    """Resume, or raise the station's ``Refusal`` (check ``authentic`` before believing it)."""
     ws = await open_ws(url)
     hello, hs = dp.resume_hello(state, os.urandom(32))
-    await ws.send(hello)
-    reply = await ws.recv()
-    assert isinstance(reply, bytes)
-    _, payload = dp.read_accept(reply, hs)
-    assert len(payload) == 8  # the station's cursor: we sent nothing, so 0
-    return await _first_record(ws, state, hs)
+    try:
+        await ws.send(hello)
+        _, payload = dp.read_accept(await _recv(ws), hs)
+        assert len(payload) == 8  # the station's cursor: we sent nothing, so 0
+        return await _first_record(ws, state, hs)
+    except dp.Refusal as refusal:
+        refusal.ephemeral = hello[18:50]
+        await ws.close(4000, "refused")
+        raise
+    except BaseException:
+        await ws.close(4000, "resume failed")
+        raise
+
+
+async def _recv(ws: ClientConnection) -> bytes:
+    message = await ws.recv()
+    assert isinstance(message, bytes), "the station sent a text message"
+    return message

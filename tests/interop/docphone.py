@@ -48,7 +48,17 @@ class Refusal(Exception):
         count = data[6 + n + body_len]
         at = 7 + n + body_len
         self.macs = [data[at + 32 * i : at + 32 * (i + 1)] for i in range(count)]
+        self.ephemeral = b""  # a resume's: what a bound refusal's MAC covers
         super().__init__(f"refused {self.code}: {self.reason}")
+
+    def items(self) -> dict[int, bytes]:
+        """The body's items by type (type u8 · length u16 · value)."""
+        out, at = {}, 0
+        while at < len(self.body):
+            kind, (length,) = self.body[at], struct.unpack_from(">H", self.body, at + 1)
+            out[kind] = self.body[at + 3 : at + 3 + length]
+            at += 3 + length
+        return out
 
     def authentic(self, session_id: bytes, secret: bytes, ephemeral: bytes) -> bool:
         binding = ephemeral if self.flags & 1 else b""

@@ -2,7 +2,9 @@
 
 It pairs by URI and by code (the code a rotation ago: slot 1), resumes twice after
 dropping its transport while the station queues commands, receives every command
-exactly once and in order, logs out (confirmed) and checks the signed receipt.
+exactly once and in order, logs out (confirmed) and checks the signed receipt; back
+after the logout it believes the authenticated SESSION_ENDED (MAC, reason, receipt);
+a wrong code gets the clear WRONG_CODE.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tests.interop import doclink
 from tests.interop import docphone as dp
@@ -68,8 +71,10 @@ def test_pairs_by_uri_and_by_code_resumes_twice_each(station: Proc, tmp_path: Pa
     offer = dp.parse_uri(ready["pair_uri"])
     assert offer.name == "Clinic Ä-1"
 
+    uri_state = dp.PhoneState(bytes(range(32)))
+
     async def by_uri() -> dict[str, Any]:
-        state = dp.PhoneState(bytes(range(32)))
+        state = uri_state
         link = await doclink.pair_by_uri(url, state, offer)
         paired = await asyncio.to_thread(station.wait_for, "paired")
         assert paired["fingerprint"] == state.fingerprint
@@ -83,6 +88,22 @@ def test_pairs_by_uri_and_by_code_resumes_twice_each(station: Proc, tmp_path: Pa
     assert uri["reason"] == "remote" and uri["duplicates"] == 0
     assert station.wait_for("logout")["reason"] == "remote"
     assert station.wait_for("wiped")["undelivered"] == 0
+
+    # Back after the logout: the supervisor answers with the worker's authenticated refusal.
+    async def resume_after_logout() -> dp.Refusal:
+        with pytest.raises(dp.Refusal) as refused:
+            await doclink.resume(url, uri_state)
+        return refused.value
+
+    ended = asyncio.run(resume_after_logout())
+    assert ended.code == 9 and ended.flags == 0  # SESSION_ENDED, unbound
+    assert ended.authentic(uri_state.session_id, uri_state.secret, ended.ephemeral)
+    assert not ended.authentic(uri_state.session_id, bytes(32), ended.ephemeral)
+    items = ended.items()
+    assert items[1] == b"remote"  # REASON
+    signature, body = items[4][:64], items[4][64:]  # RECEIPT
+    Ed25519PublicKey.from_public_bytes(uri_state.receipt_key).verify(signature, body)
+    assert json.loads(body) == uri_state.receipt
 
     # A code shown before a rotation: the station now holds it as its previous code.
     mark = len(station.events)
@@ -102,3 +123,11 @@ def test_pairs_by_uri_and_by_code_resumes_twice_each(station: Proc, tmp_path: Pa
     assert slot == 1  # the previous code answers in slot 1
     assert code_life["reason"] == "remote" and code_life["duplicates"] == 0
     assert dp.DATA_RUN in code_life["frames"]  # the queued commands came as runs
+
+    async def wrong_code() -> dp.Refusal:
+        with pytest.raises(dp.Refusal) as refused:
+            await doclink.pair_by_code(url, dp.PhoneState(bytes(32)), "0000 0000")
+        return refused.value
+
+    wrong = asyncio.run(wrong_code())
+    assert (wrong.code, wrong.reason, wrong.macs) == (11, "wrong or expired code", [])
