@@ -416,7 +416,8 @@ class HandshakeState:
         return self._split
 
     def extra_secret(self) -> bytes:
-        """A third secret from the final chaining key, for resumption."""
+        """A third secret from the final chaining key, for resumption: the first 32 bytes
+        of ``HKDF(ck, "", 3)``'s third output (Split() uses the first two)."""
         if self._extra is None:
             raise UsageError("the handshake is not complete")
         return self._extra

@@ -1,10 +1,13 @@
 """Short-code pairing: SPAKE2 (the ``spake2`` package), whose key becomes the Noise psk.
 
-A code is 8 random digits ("4821-0937"). The station shows it; the phone types it.
-SPAKE2 gives each side a 32-byte key that matches only if the codes matched, and a
-passive eavesdropper learns nothing that helps an offline guess; an active attacker
-gets one online guess per offer (the station accepts one attempt, then rotates). Key
-confirmation happens inside the Noise ``NNpsk0`` handshake that follows.
+A code is 8 random digits written "4821-0937"; that text, dash included, is the SPAKE2
+password (the phone is side A, the station side B). SPAKE2 gives each side a 32-byte
+key that matches only if the codes matched, and a passive eavesdropper learns nothing
+that helps an offline guess; an active attacker gets one online guess per open code
+per attempt (a wrong guess burns the code and pauses code pairing: see
+``tunnel.open_offers``). The psk is ``BLAKE2b-256(key, person="fs-code-psk")``; key
+confirmation happens inside the Noise ``NNpsk0`` handshake that follows. Every
+parameter an implementation in another language needs is in docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
