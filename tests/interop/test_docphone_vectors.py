@@ -147,6 +147,17 @@ def test_authenticated_refusals() -> None:
         assert dp.Refusal(bytes.fromhex(clear["refusal"])).macs == []
 
 
+def test_uris_that_parse() -> None:
+    cases = [c for c in _load("uri.json")["cases"] if c["ok"]]
+    assert len(cases) >= 4
+    for case in cases:
+        offer = dp.parse_uri(case["uri"])
+        assert offer.name == case["station"]
+        assert [[h, p] for h, p in offer.addresses] == case["addresses"]
+        assert (offer.offer_id.hex(), offer.key.hex()) == (case["offer_id"], case["offer_key"])
+        assert offer.psk.hex() == case["psk"]
+
+
 def test_records_across_the_rekey() -> None:
     v = _load("records.json")
     assert dp.rekey(bytes.fromhex(v["key"])).hex() == v["rekey"]["rekeyed_key"]

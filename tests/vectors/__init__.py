@@ -12,7 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-FILES = ("session.json", "pair-code.json", "wrong-code.json", "refusals.json", "records.json")
+FILES = (
+    "session.json",
+    "pair-code.json",
+    "wrong-code.json",
+    "refusals.json",
+    "records.json",
+    "uri.json",
+)
 
 
 def generate() -> dict[str, dict[str, Any]]:
@@ -20,6 +27,7 @@ def generate() -> dict[str, dict[str, Any]]:
     from tests.vectors.codes import code_pairing, wrong_code
     from tests.vectors.records import rekey_boundary
     from tests.vectors.session import uri_session
+    from tests.vectors.uri import uri_cases
 
     session = uri_session()
     out = {
@@ -33,6 +41,7 @@ def generate() -> dict[str, dict[str, Any]]:
             **session.refusals,
         },
         "records.json": rekey_boundary(),
+        "uri.json": uri_cases(),
     }
     assert tuple(out) == FILES
     return out
