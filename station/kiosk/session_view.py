@@ -39,7 +39,11 @@ class SessionView:
         send_command: SendCommand,
         on_logout: Callable[[], None],
         on_activity: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Every reading of time goes through ``clock``, so a test can drive the banner and
+        # the countdown on a fake one (timers are armed by duration, on the loop).
+        self._clock = clock
         self._hello = {
             "type": "hello",
             "station": station,
@@ -84,9 +88,7 @@ class SessionView:
         endpoint = self._pump.endpoint
         if endpoint.linked:
             state = "online"
-        elif (
-            self._down_since is not None and time.monotonic() - self._down_since < RECONNECTING_FOR
-        ):
+        elif self._down_since is not None and self._clock() - self._down_since < RECONNECTING_FOR:
             state = "reconnecting"
         else:
             state = "offline"
@@ -97,7 +99,7 @@ class SessionView:
         when, reason = self._deadline
         return {
             "type": "deadline",
-            "in_s": round(max(0.0, when - time.monotonic()), 2),
+            "in_s": round(max(0.0, when - self._clock()), 2),
             "reason": reason,
         }
 
@@ -110,7 +112,7 @@ class SessionView:
                 self._offline_timer.cancel()
                 self._offline_timer = None
         elif self._down_since is None:
-            self._down_since = time.monotonic()
+            self._down_since = self._clock()
             loop = asyncio.get_running_loop()
             self._offline_timer = loop.call_later(RECONNECTING_FOR, self.link_changed)
         message = self._link_message()
@@ -157,7 +159,7 @@ class SessionView:
             self.page.broadcast(message)
 
     def deadline(self, logout_in: float, reason: str) -> None:
-        self._deadline = (time.monotonic() + logout_in, reason)
+        self._deadline = (self._clock() + logout_in, reason)
         self.page.broadcast(self._deadline_message())
 
     async def close(self, reason: str) -> None:

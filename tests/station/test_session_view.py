@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,17 +14,9 @@ from websockets.asyncio.client import connect
 from station.kiosk import session_view
 from station.kiosk.session_page import SessionPage
 from station.kiosk.session_view import SessionView
-
-
-@dataclass
-class _Endpoint:
-    linked: bool = True
-    undelivered: int = 0
-
-
-@dataclass
-class _Pump:
-    endpoint: _Endpoint
+from tests.tunnel.helpers import make_pair
+from tunnel.aio.pump import EndpointPump
+from tunnel.testing import ConnectionPair, FakeClock
 
 
 async def _nothing(*_: object) -> Any:
@@ -36,35 +27,63 @@ async def _nothing(*_: object) -> Any:
 async def test_banner_goes_reconnecting_then_offline_then_online(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_view, "RECONNECTING_FOR", 0.2)
-    endpoint = _Endpoint()
+    """A real station endpoint, its link cut and resumed through the test kit, all on one
+    fake clock: the view's clock and the loop's timers both read it, so the 10 s of
+    "reconnecting" pass when the test says so, not on the wall clock."""
+    clock = FakeClock(1_000.0)
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    setup = make_pair()
+    pair = ConnectionPair(setup.pair.phone, setup.pair.station, clock=clock)
+    pair.connect()
+    pair.transfer()
+
+    async def no_events(_: object) -> None:
+        return None
+
     view = SessionView(
         station="s",
         session="ab" * 16,
         fingerprint="fp",
         mirror=None,  # type: ignore[arg-type]
-        pump=_Pump(endpoint),  # type: ignore[arg-type]
+        pump=EndpointPump(pair.station, no_events, clock=clock),
         framed_by=None,
         send_command=_nothing,
         on_logout=lambda: None,
         on_activity=_nothing,
+        clock=clock,
     )
     told: list[dict[str, Any]] = []
-
     view.page.broadcast = told.append  # type: ignore[method-assign,assignment]
+
+    async def settle() -> None:  # let every callback that is due run
+        for _ in range(20):
+            await asyncio.sleep(0)
+
     view.link_changed()
-    endpoint.linked, endpoint.undelivered = False, 3
+    pair.cut()  # the WiFi goes; the kiosk keeps typing into the queue
+    for text in (b"a", b"b", b"c"):
+        pair.station.send(text, pair.now)
     view.link_changed()
     view.link_changed()  # nothing new: nothing told
-    await asyncio.sleep(0.4)
-    endpoint.linked, endpoint.undelivered = True, 0
+    clock.advance(session_view.RECONNECTING_FOR - 0.001)
+    await settle()
+    assert [m["state"] for m in told] == ["online", "reconnecting"]  # not a moment early
+    clock.advance(0.001)
+    await settle()  # the view's own timer turns the banner offline
+    pair.connect()
+    pair.transfer()  # the phone resumes: online, the queue resent but not yet acknowledged
     view.link_changed()
-    assert [(m["state"], m["queued"]) for m in told] == [
+    pair.advance(0.1)  # the phone's ack
+    view.acked(pair.station.channel.acked)
+    assert [(m["state"], m["queued"]) for m in told if m["type"] == "link"] == [
         ("online", 0),
         ("reconnecting", 3),
         ("offline", 3),
+        ("online", 3),
         ("online", 0),
     ]
+    view.deadline(30.0, "inactivity")
+    assert told[-1] == {"type": "deadline", "in_s": 30.0, "reason": "inactivity"}
     await view.close("explicit")
 
 
