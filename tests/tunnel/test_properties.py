@@ -29,7 +29,7 @@ from tunnel.testing import STATION, Action, ConnectionPair, PairFaults, Wait
 from tunnel.testing.strategies import actions
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-THOROUGH = settings(FAST, max_examples=150)
+THOROUGH = settings(FAST, max_examples=100)
 
 
 @THOROUGH
