@@ -119,10 +119,15 @@ class DurableSubscriber:
         )
         client.on_message = lambda _c, _u, message: self._inbox.put(message)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe("bench/commands", qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, *_: object) -> None:
+        # Ready only once the broker has the subscription: what is published before that
+        # goes to nobody, and the run would wait out its 120 s for it.
         self._connected.set()
 
     def connect(self) -> None:

@@ -25,10 +25,11 @@ MQTT = ["mqtt_throughput_ratio", "mqtt_msgs_per_s", "mqtt_recovery_s", "mqtt_dra
 @pytest.mark.integration
 def test_bench_quick_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     printed = {line.split()[0] for line in out.splitlines() if line.strip()}
     missing = [k for k in ALWAYS if k not in printed]
     assert not missing, out
     if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
-        assert all(k in printed for k in MQTT), out
+        assert all(k in printed for k in MQTT), out + captured.err  # err says why not
     assert list(tmp_path.iterdir()) == []  # a quick run writes nothing
