@@ -16,7 +16,8 @@ so the phone can push a snapshot at version V and then "everything after V".
 One connection per store, used by one event loop. Every operation runs inside its
 own transaction under an ``asyncio.Lock``: two coroutines sharing the connection must
 never interleave statements into each other's transaction (a reader would otherwise
-see rows that a rollback then takes back).
+see rows that a rollback then takes back). Applying a burst of commands is a single
+statement, its own transaction, one hop to SQLite's thread (``medic_phone.store_apply``).
 
 Sealed: given the store key (unlocked from the keystore with the passphrase), every
 command text, message, chat and tunnel state is sealed before it is written (see
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import secrets
 import sqlite3
@@ -39,6 +41,7 @@ from typing import Any, NamedTuple, TypedDict
 
 import aiosqlite
 
+from medic_phone import store_apply
 from medic_phone.errors import (
     PhoneUsageError,
     StoreCorrupt,
@@ -153,6 +156,10 @@ class PhoneStore:
         # by tag (the chat id itself in a store kept in clear).
         self._known_chats: set[str] = set()
         self._chat_ids: dict[str, str] = {}  # tag -> chat id, for reading messages
+        # Each link's receive cursor as last read or written here (the apply trigger
+        # checks it against the file).
+        self._cursors: dict[str, int] = {}
+        self._bursts = itertools.count(1)
 
     @property
     def sealed(self) -> bool:
@@ -246,6 +253,7 @@ class PhoneStore:
                 raise StoreError(f"{self.path}: SQLite refused the store's settings")
             await migrate(db, self.path)
             await self._check_seal(create=create)
+            await store_apply.install(db)
         except sqlite3.Error as exc:
             raise translate_error(exc, self.path, f"cannot open {self.path}") from None
 
@@ -469,60 +477,108 @@ class PhoneStore:
                 raise PhoneUsageError(f"command sequence numbers start at 1, not {command.seq}")
         if not commands:
             return []
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        async with self._lock:
+            try:
+                for attempt in (1, 2):
+                    try:
+                        return await self._apply_locked(commands, as_messages)
+                    except sqlite3.IntegrityError as exc:
+                        if attempt == 2 or store_apply.CURSOR_MOVED not in str(exc):
+                            raise
+                        self._cursors.clear()  # moved under us: read it again, once
+            except sqlite3.Error as exc:
+                raise translate_error(
+                    exc, self.path, f"{self.path} refused the operation"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apply_locked(
+        self, commands: list[IncomingCommand], how: TypedMessages | None
+    ) -> list[bool]:
+        """One hop in the steady state (cursors and chats known), under the lock."""
+        db = self._db
+        unknown = sorted({c.link_id for c in commands} - self._cursors.keys())
+        if unknown:
+            rows = await _all(
+                db,
+                "SELECT id, delivered FROM links WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(unknown),),
+            )
+            read = {str(r[0]): int(r[1]) for r in rows}
+            for link_id in unknown:
+                if link_id not in read:
+                    raise StoreError(f"no link {link_id[:16]} in {self.path}")
+            self._cursors.update(read)
         results: list[bool] = []
         fresh: list[IncomingCommand] = []
         cursors: dict[str, int] = {}
-        async with self._transaction(write=True) as db:
-            for command in commands:
-                link_id, seq = command.link_id, command.seq
-                if link_id not in cursors:
-                    cursors[link_id] = int((await self._link(db, link_id))[1])
-                delivered = cursors[link_id]
-                if seq <= delivered:
-                    results.append(False)
-                    continue
-                if seq != delivered + 1:
-                    raise StoreError(
-                        f"command {seq} on link {link_id[:16]} would skip"
-                        f" {delivered + 1}..{seq - 1}; nothing was applied"
-                    )
-                fresh.append(command)
-                cursors[link_id] = seq
-                results.append(True)
-            # One statement per table, not one per row: each is a hop to SQLite's thread.
-            seal = self._seal.text
-            await db.executemany(
-                "INSERT INTO commands (link_id, seq, text, station, received_at, state, chat)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        c.link_id,
-                        c.seq,
-                        seal(c.text),
-                        c.station,
-                        c.received_at,
-                        "pending" if c.expired else "applied",
-                        None if c.chat is None else seal(c.chat),
-                    )
-                    for c in fresh
-                ],
-            )
-            await db.executemany(
-                "UPDATE links SET delivered = ? WHERE id = ?",
-                [(delivered, link_id) for link_id, delivered in cursors.items()],
-            )
-            known: set[str] = set()
+        for command in commands:
+            link_id, seq = command.link_id, command.seq
+            delivered = cursors.get(link_id, self._cursors[link_id])
+            if seq <= delivered:
+                results.append(False)
+                continue
+            if seq != delivered + 1:
+                raise StoreError(
+                    f"command {seq} on link {link_id[:16]} would skip"
+                    f" {delivered + 1}..{seq - 1}; nothing was applied"
+                )
+            fresh.append(command)
+            cursors[link_id] = seq
+            results.append(True)
+        if not fresh:
+            return results
+        seal, burst = self._seal.text, next(self._bursts)
+        chats: list[str] = []
+        create: dict[str, Any] = {}
+        messages: dict[IncomingCommand, dict[str, Any]] = {}
+        if how is not None:
             applied = [c for c in fresh if not c.expired]
-            if as_messages is not None and applied:
-                known = await self._record_typed(db, applied, as_messages)
-        self._known_chats |= known  # committed: they exist for good
+            chats, new_chat = await self._typed_chats(db, applied, how)
+            if new_chat is not None:
+                tag, title = new_chat
+                create = {"new_chat": tag, "new_chat_title": title}
+                create["new_chat_at"] = applied[0].received_at
+            for n, (c, chat) in enumerate(zip(applied, chats, strict=True), start=1):
+                messages[c] = {
+                    "msg_id": _typed_id(c),
+                    "msg_chat": chat,
+                    "sender": seal(how.sender),
+                    "body": seal(c.text),
+                    "sent_at": c.received_at,
+                    "msg_n": n,
+                }
+        staged = [
+            store_apply.StagedRow(
+                burst,
+                0,
+                c.link_id,
+                c.seq,
+                seal(c.text),
+                c.station,
+                c.received_at,
+                "pending" if c.expired else "applied",
+                None if c.chat is None else seal(c.chat),
+                **messages.get(c, {}),
+            )
+            for c in fresh
+        ]
+        # The last row's statement applies the burst: one transaction, one FULL commit.
+        await db.executemany(store_apply.STAGE, store_apply.finish(staged, **create))
+        self._cursors.update(cursors)
+        self._known_chats |= set(chats)  # committed: they exist for good
         return results
 
-    async def _record_typed(
+    async def _typed_chats(
         self, db: aiosqlite.Connection, fresh: list[IncomingCommand], how: TypedMessages
-    ) -> set[str]:
-        """Add the messages; returns the chats now known to exist (once this commits)."""
-        tag, seal = self._seal.tag, self._seal.text
+    ) -> tuple[list[str], tuple[str, str | bytes] | None]:
+        """Where each command's message goes (chat tags, in order), and the fallback chat
+        to create first (tag, sealed title) if this burst uses it and it may not exist
+        yet. Asks the store only about chats this process has not seen (chats are never
+        deleted)."""
+        tag = self._seal.tag
         wanted = {tag(c.chat) for c in fresh if c.chat}
         known = self._known_chats & wanted
         named = sorted(wanted - known)
@@ -535,38 +591,11 @@ class PhoneStore:
             known |= {str(r[0]) for r in rows}
         fallback = tag(how.fallback_chat)
         chats = [tag(c.chat) if c.chat and tag(c.chat) in known else fallback for c in fresh]
+        create = None
         if fallback in chats and fallback not in self._known_chats:
-            known.add(fallback)
-            exists = await _one(db, "SELECT 1 FROM chats WHERE id = ?", (fallback,))
-            if exists is None:
-                version = await self._version(db, bump=True)
-                await db.execute(
-                    "INSERT INTO chats (id, title, updated_at, version) VALUES (?, ?, ?, ?)",
-                    (
-                        fallback,
-                        self._seal.chat(how.fallback_chat, how.fallback_title),
-                        fresh[0].received_at,
-                        version,
-                    ),
-                )
-        last = await self._version_bump_by(db, len(fresh))
-        first = last - len(fresh) + 1
-        await db.executemany(
-            "INSERT INTO messages (id, chat_id, sender, body, sent_at, version)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (_typed_id(c), chat, seal(how.sender), seal(c.text), c.received_at, first + i)
-                for i, (c, chat) in enumerate(zip(fresh, chats, strict=True))
-            ],
-        )
-        latest: dict[str, float] = {}
-        for c, chat in zip(fresh, chats, strict=True):
-            latest[chat] = max(latest.get(chat, 0.0), c.received_at)
-        await db.executemany(
-            "UPDATE chats SET updated_at = max(updated_at, ?) WHERE id = ?",
-            [(at, chat) for chat, at in latest.items()],
-        )
-        return known
+            # The trigger creates it only if it is not there.
+            create = (fallback, self._seal.chat(how.fallback_chat, how.fallback_title))
+        return chats, create
 
     async def commands(self, link_id: str | None = None) -> list[CommandRow]:
         """The applied commands (of one link, or all), in the order they reached the phone
@@ -635,14 +664,30 @@ class PhoneStore:
                 "UPDATE commands SET state = ?, decided_at = ? WHERE link_id = ? AND seq = ?",
                 ("applied" if confirm else "discarded", now, link_id, seq),
             )
-            known: set[str] = set()
+            used: list[str] = []
             if confirm:
                 chat = None if row[2] is None else self._seal.open_text(row[2])
                 command = IncomingCommand(
                     link_id, seq, self._seal.open_text(row[0]), str(row[1]), now, chat
                 )
-                known = await self._record_typed(db, [command], as_messages)
-        self._known_chats |= known
+                used, new_chat = await self._typed_chats(db, [command], as_messages)
+                seal = self._seal.text
+                row = store_apply.StagedRow(
+                    next(self._bursts),
+                    1,
+                    msg_id=_typed_id(command),
+                    msg_chat=used[0],
+                    sender=seal(as_messages.sender),
+                    body=seal(command.text),
+                    sent_at=now,
+                    msg_n=1,
+                )
+                if new_chat is not None:
+                    row = row._replace(
+                        new_chat=new_chat[0], new_chat_title=new_chat[1], new_chat_at=now
+                    )
+                await db.execute(store_apply.STAGE, row)
+        self._known_chats |= set(used)
         return True
 
     async def set_receipt_key(self, link_id: str, key: bytes) -> None:

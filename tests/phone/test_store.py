@@ -253,32 +253,26 @@ _CRASHER = textwrap.dedent(
     """
     import asyncio, os, sys
     from pathlib import Path
-    import aiosqlite
     from medic_phone.store import PhoneStore
 
     home, link, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    real_execute = aiosqlite.Connection.execute
-    real_executemany = aiosqlite.Connection.executemany
 
-    def dies_at(sql):
-        # The command row is written; the cursor update and the commit never happen.
-        if mode == "mid-transaction" and sql.startswith("UPDATE links SET delivered"):
-            os._exit(9)
-
-    def dying_execute(self, sql, parameters=None):
-        dies_at(sql)
-        return real_execute(self, sql, parameters)
-
-    def dying_executemany(self, sql, parameters):
-        dies_at(sql)
-        return real_executemany(self, sql, parameters)
+    def die():
+        os._exit(9)
 
     async def main():
         store = await PhoneStore.connect(home)
         for seq in range(1, 6):
             await store.apply_command(link, seq, f"c{seq}", "ward-3", 1.0)
-        aiosqlite.Connection.execute = dying_execute
-        aiosqlite.Connection.executemany = dying_executemany
+        if mode == "mid-transaction":
+            # The command row is written, inside the apply's transaction; the cursor
+            # update and the commit never happen: the process dies in the statement.
+            db = store._db
+            await db.create_function("die", 0, die)
+            await db.execute(
+                "CREATE TEMP TRIGGER crash AFTER INSERT ON main.commands"
+                " BEGIN SELECT die(); END"
+            )
         await store.apply_command(link, 6, "c6", "ward-3", 1.0)
         os._exit(7)  # committed, then killed without closing anything
 
