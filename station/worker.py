@@ -11,6 +11,12 @@ no plaintext ever passes through the supervisor.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # This process is the worker (``-m station.worker``): before asyncio imports ssl.
+    from station.lean import forgo_openssl
+
+    forgo_openssl()
+
 import argparse
 import asyncio
 import contextlib

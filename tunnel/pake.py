@@ -15,9 +15,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKEError
-
 from tunnel.entropy import SPAKE2, random_bytes
 from tunnel.errors import HandshakeFailed, OfferFormatError, UsageError
 
@@ -51,6 +48,11 @@ class CodeExchange:
     """One side of SPAKE2 over a short code. The phone is side A, the station side B."""
 
     def __init__(self, code: str, *, initiator: bool) -> None:
+        # Imported here, not at the top: spake2 loads ``cryptography`` (~12 MB resident),
+        # which a process that never pairs by code (the supervisor, a worker paired by
+        # QR) has no use for.
+        from spake2 import SPAKE2_A, SPAKE2_B
+
         password = normalize_code(code).encode("ascii")
         side = SPAKE2_A if initiator else SPAKE2_B
         self._spake = side(password, idA=_ID_PHONE, idB=_ID_STATION, entropy_f=_entropy)
@@ -70,6 +72,8 @@ class CodeExchange:
         self._finished = True
         if len(peer_message) != MESSAGE_LEN:
             raise HandshakeFailed("PAKE message of the wrong size")
+        from spake2.spake2 import SPAKEError
+
         try:
             key = bytes(self._spake.finish(peer_message))
         except (SPAKEError, ValueError, AssertionError, TypeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import resource
 import signal
@@ -21,6 +22,7 @@ PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 MCL_CURRENT = 1
 MCL_FUTURE = 2
+MCL_ONFAULT = 4  # Linux 4.4+
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,12 @@ def harden_process(*, expected_ppid: int | None = None) -> HardeningReport:
         report.add("pdeathsig", False, "not Linux")
     _no_dumps(report, libc)
     if libc is not None:
-        if libc.mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
+        # ONFAULT: each page is locked when first touched rather than all at once, so a
+        # page that ever holds a secret is never swapped out, while the unused parts of
+        # every library and thread stack are not made resident (~17 MB a worker).
+        if libc.mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0:
+            report.add("mlockall", True, "memory locked as it is touched: never swapped out")
+        elif ctypes.get_errno() == errno.EINVAL and libc.mlockall(MCL_CURRENT | MCL_FUTURE) == 0:
             report.add("mlockall", True, "memory locked: never swapped out")
         else:
             soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)

@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import segno
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -206,6 +205,10 @@ class PairingScreen:
 
 def qr_svg(uri: str) -> bytes:
     """The offer as an SVG QR code: dark on white, a quiet zone, no script, no title."""
+    # Imported when a QR is first drawn: segno's writers pull in urllib.request (with
+    # http.client and email), ~1.4 MB that the supervisor otherwise never needs.
+    import segno
+
     buffer = io.BytesIO()
     segno.make(uri, error="m").save(
         buffer, kind="svg", scale=8, border=4, dark="#000", light="#fff", xmldecl=False

@@ -11,14 +11,19 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tunnel.aio.pump import EndpointPump
 from tunnel.backoff import reconnect_delays
 from tunnel.session import PhoneEndpoint
+
+if TYPE_CHECKING:
+    # Imported where it is used, by the phone: websockets' client imports ssl, which
+    # the station's processes keep out (station.lean).
+    from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,8 @@ class PhoneConnector:
         return self.endpoint.ended is not None
 
     async def run(self) -> str:
+        from websockets.asyncio.client import connect
+
         delays = reconnect_delays(rng=self._rng)
         max_record = self.endpoint.settings.max_record
         while not self._ended():
@@ -126,7 +133,9 @@ class PhoneConnector:
             if self._ended():
                 break
             if self.endpoint.link_count > links_before:
-                # The link worked: start the backoff from the bottom again.
+                # The link worked: try again at once (a reset link is usually back),
+                # then back off from the bottom again.
                 delays = reconnect_delays(rng=self._rng)
+                continue
             await asyncio.sleep(next(delays))
         return self.endpoint.ended or "ended"
