@@ -132,6 +132,13 @@ def main() -> None:
     help="Seconds before a pairing offer rotates.",
 )
 @click.option(
+    "--max-sessions",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Sessions at once; past it, no pairing offer is shown until one ends.",
+)
+@click.option(
     "--queue-limit",
     type=click.IntRange(min=1),
     default=10_000,
@@ -179,6 +186,7 @@ def start(
     max_session: float,
     wipe_every: float,
     offer_ttl: float,
+    max_sessions: int,
     queue_limit: int,
     command_ttl: float | None,
     ui_port: int,
@@ -211,6 +219,7 @@ def start(
         wipe_every=wipe_every,
         control=control,
         offer_ttl=offer_ttl,
+        max_sessions=max_sessions,
         queue_limit=queue_limit,
         command_ttl=command_ttl,
         ui=not no_ui,
