@@ -2,139 +2,140 @@
 
 * ``throughput_ratio``: commands per second through the tunnel, each applied durably
   by the real phone node in its SQLite store and acknowledged, over raw ``websockets``
-  messages per second (200-byte payloads, echo-acked in windows of the same size).
-* ``rtt_p99_ratio``: p99 of one command (station send -> applied in the phone's store
-  -> ack at the station) over the p99 of a raw ``websockets`` echo. ``fsync_p99_ms``
-  is the disk's floor for any durable round trip, measured in the same run.
-* ``drain_10k_s``, ``recovery_p99_s``: a 10k backlog after an outage; link resets.
-* ``pair_uri_ms``, ``pair_code_ms``: pairing on loopback.
-* ``wipe_ms``, ``supervisor_rss_mb``, ``worker_rss_mb``: the real ``station`` and
-  ``medic-phone`` processes.
-* ``mqtt_throughput_ratio``: our durable throughput over Mosquitto's at QoS 1 with a
-  persistent session and the same durable apply-then-ack subscriber (``bench/mqtt.py``).
+  messages per second (200-byte payloads, echo-acked in windows of the same size);
+  ``mqtt_throughput_ratio``: the same over Mosquitto's at QoS 1 with a persistent
+  session and the same durable apply-then-ack subscriber (``bench/mqtt.py``).
+* ``rtt_over_floor``: p99 of one command (station send -> applied in the phone's store
+  -> ack at the station) over the p99 of one ``synchronous=FULL`` SQLite commit on the
+  same disk; ``tunnel_only_rtt_p99_ratio``: the bare tunnel's over a raw echo's. Each
+  p99 is the median of several repetitions of 1,000 round trips.
+* ``recovery_vs_mqtt``: p99, over 50 resets by the fault proxy, from the cut to the
+  first command applied on the phone, over the same for Mosquitto's subscriber.
+* memory of the real ``station start`` processes (RSS, PSS, USS), the wipe, pairing.
+* the scale curve: 1, 8 and 32 phones through the real station and the fault proxy
+  (a table in ``RESULTS.md`` and ``scale.svg``); the targets for 32 sessions.
+* the main figures again with everything pinned to one core (``taskset -c 0``).
 
-Prints a table, writes ``bench/results.json`` and ``bench/RESULTS.md``. ``--quick`` is
-the smoke run ``make test`` uses: it checks every part works; its figures mean little.
+Writes ``bench/results.json``, ``bench/RESULTS.md`` and ``bench/scale.svg``.
+``--quick`` is the smoke run ``make test`` uses: every part, small; it writes nothing.
+``--soak`` is the long pair -> commands -> logout loop (``bench/soak.py``), on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.durable import DurableRig, fsync_floor, p99
-from bench.mqtt import MosquittoMissing, mqtt_figures
-from bench.raw import raw_rtt, raw_throughput
-from bench.station_procs import station_figures
-from bench.tunnel_pair import pairing_ms, tunnel_rtt, tunnel_throughput
+from bench.chart import scale_svg
+from bench.figures import Sizes, run
+from bench.mqtt import MosquittoMissing, find_mosquitto
 
 HERE = Path(__file__).parent
+PARTS = ("main", "stations", "scale")
+ONE_CORE = "0"
 
 
-async def measure(quick: bool) -> dict[str, Any]:
-    count, rounds = (2_000, 200) if quick else (20_000, 2_000)
-    drain, drops = (1_000, 10) if quick else (10_000, 50)
-    raw_tp = await raw_throughput(count)
-    raw_p99 = p99(await raw_rtt(rounds))
-    bare_tp = await tunnel_throughput(count)
-    bare_p99 = p99(await tunnel_rtt(rounds))
-    rig = DurableRig()
-    async with rig.linked():
-        # The round trips first: after the burst, the phone is busy pushing the burst's
-        # messages back to the mirror for a while.
-        durable_p99 = p99(await rig.rtt(rounds // 2))
-        durable_tp = await rig.throughput(count)
-        drained = await rig.drain(drain)
-        recovery = p99(await rig.recovery(drops))
-    floor = p99(fsync_floor(rounds // 2))
-    pairing = await pairing_ms(3 if quick else 10)
-    procs = await station_figures(1 if quick else 5, 200 if quick else 1_000)
-    results: dict[str, Any] = {
-        "throughput_ratio": round(durable_tp / raw_tp, 3),
-        "rtt_p99_ratio": round(durable_p99 / raw_p99, 2),
-        "drain_10k_s": round(drained * 10_000 / drain, 3),
-        "recovery_p99_s": round(recovery, 3),
-        "pair_uri_ms": round(pairing["pair_uri_ms"], 1),
-        "pair_code_ms": round(pairing["pair_code_ms"], 1),
-        "wipe_ms": round(procs["wipe_ms"], 1),
-        "wipe_max_ms": round(procs["wipe_max_ms"], 1),
-        "supervisor_rss_mb": round(procs["supervisor_rss_mb"], 1),
-        "worker_rss_mb": round(procs["worker_rss_mb"], 1),
-        "raw_msgs_per_s": round(raw_tp),
-        "durable_msgs_per_s": round(durable_tp),
-        "raw_rtt_p99_ms": round(raw_p99 * 1000, 3),
-        "durable_rtt_p99_ms": round(durable_p99 * 1000, 3),
-        "fsync_p99_ms": round(floor * 1000, 3),
-        "rtt_p99_over_fsync": round(durable_p99 / floor, 2),
-        "tunnel_only_msgs_per_s": round(bare_tp),
-        "tunnel_only_throughput_ratio": round(bare_tp / raw_tp, 3),
-        "tunnel_only_rtt_p99_ms": round(bare_p99 * 1000, 3),
-        "tunnel_only_rtt_p99_ratio": round(bare_p99 / raw_p99, 2),
-    }
-    try:
-        mqtt = await asyncio.to_thread(mqtt_figures, count, drain)
-    except MosquittoMissing as exc:
-        if not quick:
-            raise
-        print(f"mqtt figures left out: {exc}", file=sys.stderr)
-    else:
-        results.update(
-            {
-                "mqtt_throughput_ratio": round(durable_tp / mqtt["mqtt_msgs_per_s"], 2),
-                "mqtt_msgs_per_s": round(mqtt["mqtt_msgs_per_s"]),
-                "mqtt_recovery_s": round(mqtt["mqtt_recovery_s"], 3),
-                "mqtt_drain_10k_s": round(mqtt["mqtt_drain_10k_s"], 3),
-            }
-        )
-    return results
+def one_core(quick: bool) -> dict[str, Any]:
+    """The main and station figures in a child pinned to one core with ``taskset``: the
+    station's processes, the phone and the baselines all share that core."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "one_core.json"
+        argv = [
+            "taskset", "-c", ONE_CORE, sys.executable, "-m", "bench",
+            "--part", "main", "--part", "stations", "--json-to", str(out),
+        ]  # fmt: skip
+        if quick:
+            argv.append("--quick")
+        subprocess.run(argv, check=True, timeout=1800, stdout=subprocess.DEVNULL)
+        pinned: dict[str, Any] = json.loads(out.read_text())
+    pinned.pop("reps", None)
+    return pinned
 
 
-async def profile_durable(count: int) -> None:
-    rig = DurableRig()
-    async with rig.linked():
-        await rig.throughput(count)
+def profile(what: str, out: Path) -> int:
+    from pyinstrument import Profiler
+
+    from bench.durable import DurableRig
+
+    async def durable() -> None:
+        rig = DurableRig()
+        async with rig.linked():
+            if what == "rtt":
+                await rig.rtt(200)
+                await rig.rtt(2_000)
+            else:
+                await rig.throughput(20_000)
+
+    # Every task's frames, not just the main one's: the phone's apply runs in its own.
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    with profiler:
+        asyncio.run(durable())
+    text = profiler.output_text(show_all=False)
+    target = out / "profiles"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{what}.txt").write_text(text)
+    print("\n".join(text.splitlines()[:80]))
+    return 0
+
+
+def soak_main(cycles: int, out: Path) -> int:
+    from bench.soak import soak
+
+    result = asyncio.run(soak(cycles))
+    result["date"] = report.today()
+    report.write_json(result, out / "soak.json")
+    report.write_markdown(report.read_json(out / "results.json"), result, out / "RESULTS.md")
+    summary = {k: v for k, v in result.items() if k != "samples"}
+    print(json.dumps(summary, indent=2))
+    return 0 if result["ok"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run: checks it works")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="profile the durable path with pyinstrument into bench/profiles/durable.txt",
-    )
+    parser.add_argument("--profile", choices=["durable", "rtt"], help="pyinstrument profile")
+    parser.add_argument("--soak", action="store_true", help="the soak, on its own")
+    parser.add_argument("--cycles", type=int, default=1_000, help="soak cycles")
     parser.add_argument("--out", type=Path, default=HERE, help="where results go")
+    parser.add_argument("--part", action="append", choices=PARTS, help=argparse.SUPPRESS)
+    parser.add_argument("--json-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.profile:
-        from pyinstrument import Profiler
-
-        profiler = Profiler()
-        with profiler:
-            asyncio.run(profile_durable(20_000))
-        text = profiler.output_text(show_all=False)
-        target = args.out / "profiles"
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "durable.txt").write_text(text)
-        print("\n".join(text.splitlines()[:60]))
-        return 0
+        return profile(args.profile, args.out)
+    if args.soak:
+        return soak_main(args.cycles, args.out)
     try:
-        results = asyncio.run(measure(args.quick))
+        find_mosquitto()
     except MosquittoMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    sizes = Sizes(args.quick)
+    parts = set(args.part or PARTS)
+    results = run(sizes, parts)
+    if args.json_to is not None:  # a part of a run (the one-core child)
+        report.write_json(results, args.json_to)
+        return 0
+    results["one_core"] = one_core(args.quick)
     results["quick"] = args.quick
     results["date"] = report.today()
     results["machine"] = report.machine()
     results["targets"] = {k: f"{op} {t}" for k, (op, t) in report.TARGETS.items()}
     report.print_table(results)
     if not args.quick:
+        caption = f"bench/scale.svg, {results['date']}: each point one run of `make bench`"
+        (args.out / "scale.svg").write_text(scale_svg(results["scale"], caption))
         report.write_json(results, args.out / "results.json")
-        report.write_markdown(results, args.out / "RESULTS.md")
-        print(f"written to {args.out / 'results.json'} and {args.out / 'RESULTS.md'}")
+        report.write_markdown(
+            results, report.read_json(args.out / "soak.json"), args.out / "RESULTS.md"
+        )
+        print(f"written to {args.out}/results.json, RESULTS.md and scale.svg")
     return 0
 
 

@@ -3,7 +3,8 @@
 The phone is ``medic_phone.node.PhoneNode`` with its SQLite store (WAL,
 ``synchronous=FULL``, group commit, ack after commit) in a temporary directory, linked
 over real websockets on 127.0.0.1. The station side is the tunnel's station endpoint
-and pump, as in a session worker.
+and pump, as in a session worker. With ``via_proxy`` the phone reaches the station
+through the fault proxy (``drill.proxy``), which can cut the link.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from bench.raw import WINDOW
+from drill.proxy import FaultProxy
 from medic_phone.node import PhoneNode, Target
 from medic_phone.store import PhoneStore
 from tunnel.aio.pump import EndpointPump
@@ -36,13 +38,13 @@ from wire.app import Command, encode
 COMMAND = encode(Command("c" * 180))
 
 
-def p99(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100)[98]
-
-
 class DurableRig:
-    def __init__(self, store_key: bytes | None = None) -> None:
+    def __init__(self, store_key: bytes | None = None, *, via_proxy: bool = False) -> None:
         self.store_key = store_key  # a sealed store, as a phone with a passphrase has
+        self.proxy: FaultProxy | None = None
+        self._via_proxy = via_proxy
+        self.applied: dict[int, float] = {}  # seq -> perf_counter when the phone committed
+        self._applied_changed = asyncio.Event()
         self.settings = Settings(window=WINDOW, queue_max_count=1_000_000, queue_max_bytes=1 << 30)
         offer, keypair = new_offer("bench", [("127.0.0.1", 1)], now=time.time(), ttl=60)
         self._offer = offer
@@ -56,6 +58,11 @@ class DurableRig:
         self._live: list[ServerConnection] = []
         self._server: Server | None = None
         self.port = 0
+
+    def _on_phone(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "command":
+            self.applied[int(event["seq"])] = time.perf_counter()
+            self._applied_changed.set()
 
     async def _on_station(self, event: Event) -> None:
         if isinstance(event, Acked):
@@ -78,14 +85,18 @@ class DurableRig:
     async def linked(self) -> AsyncIterator[DurableRig]:
         self.pump = EndpointPump(self.station, self._on_station)
         await self._serve(0)
+        url = f"ws://127.0.0.1:{self.port}/"
+        if self._via_proxy:
+            self.proxy = FaultProxy(("127.0.0.1", 0), ("127.0.0.1", self.port))
+            url = f"ws://127.0.0.1:{await self.proxy.start()}/"
         with tempfile.TemporaryDirectory() as home_dir:
             home = Path(home_dir)
             self.home = home
             async with PhoneStore.create(home, store_key=self.store_key) as store:
-                node = PhoneNode(store, PhoneIdentity.generate(), lambda e: None, home=home)
+                node = PhoneNode(store, PhoneIdentity.generate(), self._on_phone, home=home)
                 target = Target(
                     "bench",
-                    (f"ws://127.0.0.1:{self.port}/",),
+                    (url,),
                     "bench",
                     uri_offer=(self._offer.offer_id, self._offer.public_key, self._offer.psk()),
                 )
@@ -100,6 +111,8 @@ class DurableRig:
                     with contextlib.suppress(asyncio.CancelledError):
                         await runner
         await self.pump.aclose()
+        if self.proxy is not None:
+            await self.proxy.stop()
         await self._stop_server()
 
     async def _stop_server(self) -> None:
@@ -150,17 +163,24 @@ class DurableRig:
         await self.wait_acked(last)
         return time.perf_counter() - back
 
+    async def wait_applied(self, seq: int) -> float:
+        while seq not in self.applied:
+            self._applied_changed.clear()
+            await self._applied_changed.wait()
+        return self.applied[seq]
+
     async def recovery(self, drops: int) -> list[float]:
-        """A reset, then the time to the next command applied and acknowledged."""
+        """The proxy resets the link (both ends see it go); a command is typed at once:
+        seconds from the cut to that command committed on the phone. Needs ``via_proxy``."""
+        assert self.proxy is not None, "recovery needs the rig built with via_proxy=True"
         samples = []
         for _ in range(drops):
             await self.wait_linked()
-            for ws in list(self._live):
-                ws.transport.abort()
+            await self.wait_acked(self.pump.endpoint.channel.next_seq - 1)
             cut = time.perf_counter()
+            self.proxy.cut()
             seq = await self.pump.send(COMMAND)
-            await self.wait_acked(seq)
-            samples.append(time.perf_counter() - cut)
+            samples.append(await self.wait_applied(seq) - cut)
         return samples
 
 

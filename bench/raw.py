@@ -42,7 +42,9 @@ async def raw_throughput(count: int) -> float:
             return count / (time.perf_counter() - start)
 
 
-async def raw_rtt(rounds: int) -> list[float]:
+async def raw_rtt(rounds: int, reps: int = 1) -> list[list[float]]:
+    """``reps`` runs of ``rounds`` echo round trips on one connection."""
+
     async def echo(ws: ServerConnection) -> None:
         async for message in ws:
             await ws.send(message)
@@ -50,10 +52,13 @@ async def raw_rtt(rounds: int) -> list[float]:
     async with serve(echo, "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
-            samples = []
-            for _ in range(rounds):
-                start = time.perf_counter()
-                await ws.send(PAYLOAD)
-                await ws.recv()
-                samples.append(time.perf_counter() - start)
-            return samples
+            runs = []
+            for _ in range(reps):
+                samples = []
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    await ws.send(PAYLOAD)
+                    await ws.recv()
+                    samples.append(time.perf_counter() - start)
+                runs.append(samples)
+            return runs

@@ -88,15 +88,19 @@ async def tunnel_throughput(count: int) -> float:
         return count / (time.perf_counter() - start)
 
 
-async def tunnel_rtt(rounds: int) -> list[float]:
+async def tunnel_rtt(rounds: int, reps: int = 1) -> list[list[float]]:
+    """``reps`` runs of ``rounds`` round trips (send -> delivered -> ack) on one link."""
     async with TunnelPair() as pair:
-        samples = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            seq = await pair.station.send(PAYLOAD)
-            await pair.wait_acked(seq)
-            samples.append(time.perf_counter() - start)
-        return samples
+        runs = []
+        for _ in range(reps):
+            samples = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                seq = await pair.station.send(PAYLOAD)
+                await pair.wait_acked(seq)
+                samples.append(time.perf_counter() - start)
+            runs.append(samples)
+        return runs
 
 
 async def pairing_ms(rounds: int) -> dict[str, float]:
