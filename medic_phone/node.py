@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -51,7 +50,8 @@ from wire.app import (
     ReceiptKey,
     decode,
     encode,
-    encode_update_rows,
+    encode_row,
+    encode_update_parts,
 )
 from wire.control import (
     Decide,
@@ -314,17 +314,18 @@ class PhoneNode:
         """Push in parts that each fit one record: a snapshot first, then changes."""
         assert self.pump is not None
         budget = self.pump.endpoint.max_payload - 1024  # room for the envelope
-        part: list[dict[str, Any]] = []
+        part: list[str] = []
         size = 0
         for message in messages:
-            row = len(json.dumps(message)) + 1
+            encoded = encode_row(message)  # once: sized here, sent as it is
+            row = len(encoded) + 1
             if part and size + row > budget:
-                await self._push(encode_update_rows(kind, version, chats, part), None)
+                await self._push(encode_update_parts(kind, version, chats, part), None)
                 kind, chats, part, size = "changes", [], [], 0
             if row <= budget:  # a single message too large for a record is not mirrored
-                part.append(message)
+                part.append(encoded)
                 size += row
-        await self._push(encode_update_rows(kind, version, chats, part), version)
+        await self._push(encode_update_parts(kind, version, chats, part), version)
 
     async def _push(self, payload: bytes, version: int | None) -> None:
         assert self.pump is not None

@@ -533,7 +533,8 @@ class PhoneStore:
         seal, burst = self._seal.text, next(self._bursts)
         chats: list[str] = []
         create: dict[str, Any] = {}
-        messages: dict[IncomingCommand, dict[str, Any]] = {}
+        # Plain tuples in StagedRow's order: this runs for every command.
+        typed: list[tuple[Any, ...]] = []
         if how is not None:
             applied = [c for c in fresh if not c.expired]
             chats, new_chat = await self._typed_chats(db, applied, how)
@@ -541,32 +542,48 @@ class PhoneStore:
                 tag, title = new_chat
                 create = {"new_chat": tag, "new_chat_title": title}
                 create["new_chat_at"] = applied[0].received_at
-            for n, (c, chat) in enumerate(zip(applied, chats, strict=True), start=1):
-                messages[c] = {
-                    "msg_id": _typed_id(c),
-                    "msg_chat": chat,
-                    "sender": seal(how.sender),
-                    "body": seal(c.text),
-                    "sent_at": c.received_at,
-                    "msg_n": n,
-                }
+            sender = how.sender
+            typed = [
+                (_typed_id(c), chat, seal(sender), seal(c.text), c.received_at, n)
+                for n, (c, chat) in enumerate(zip(applied, chats, strict=True), start=1)
+            ]
+        messages = iter(typed)  # one for each command applied now, in order
+        none = (None,) * 6
+        tail = (None, None, None)  # new_chat, new_chat_title, new_chat_at
         staged = [
-            store_apply.StagedRow(
-                burst,
-                0,
-                c.link_id,
-                c.seq,
-                seal(c.text),
-                c.station,
-                c.received_at,
-                "pending" if c.expired else "applied",
-                None if c.chat is None else seal(c.chat),
-                **messages.get(c, {}),
+            store_apply.StagedRow._make(
+                (
+                    burst,
+                    0,
+                    c.link_id,
+                    c.seq,
+                    seal(c.text),
+                    c.station,
+                    c.received_at,
+                    "pending" if c.expired else "applied",
+                    None if c.chat is None else seal(c.chat),
+                    *(none if how is None or c.expired else next(messages)),
+                    *tail,
+                )
             )
             for c in fresh
         ]
-        # The last row's statement applies the burst: one transaction, one FULL commit.
-        await db.executemany(store_apply.STAGE, store_apply.finish(staged, **create))
+        burst_rows = store_apply.finish(staged, **create)
+        if len(burst_rows) <= store_apply.ALONE:
+            # The last row's statement applies the burst: one transaction, one FULL commit.
+            await db.executemany(store_apply.STAGE, burst_rows)
+        else:
+            # A long burst: staging inside the transaction saves a TEMP transaction per
+            # row (~4 us each), far more than the two hops it costs.
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.executemany(store_apply.STAGE, burst_rows)
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                raise
         self._cursors.update(cursors)
         self._known_chats |= set(chats)  # committed: they exist for good
         return results

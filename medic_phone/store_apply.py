@@ -27,6 +27,9 @@ from typing import Any, NamedTuple
 import aiosqlite
 
 CURSOR_MOVED = "fieldstation: the receive cursor of a link moved"
+# Bursts up to this many rows are staged row by row in autocommit (one hop); longer ones
+# inside BEGIN ... COMMIT (three hops, but no TEMP transaction per row).
+ALONE = 16
 
 
 class StagedRow(NamedTuple):

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
 
+from nacl.bindings import crypto_secretbox_easy
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 from nacl.utils import random as random_bytes
@@ -129,7 +130,10 @@ class OutageQueue:
         return self._last_seq + 1
 
     def _seal(self, seq: int, payload: bytes) -> bytes:
-        return bytes(self._box.encrypt(_SEQ.pack(seq) + payload))
+        # SecretBox.encrypt's own format (nonce || box), without its wrapper objects:
+        # this runs for every command queued.
+        nonce = random_bytes(SecretBox.NONCE_SIZE)
+        return nonce + crypto_secretbox_easy(_SEQ.pack(seq) + payload, nonce, self.key)
 
     def items(self) -> Iterator[tuple[int, bytes]]:
         for seq, sealed in self._storage.items():

@@ -153,8 +153,28 @@ def encode_update_rows(
 ) -> bytes:
     """``encode(MirrorUpdate(...))`` for rows already shaped as the JSON wants them (the
     phone's hot path: its store yields such dicts)."""
-    body = {"type": kind, "version": version, "chats": chats, "messages": messages}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_update_parts(kind, version, chats, [encode_row(m) for m in messages])
+
+
+def encode_row(row: dict[str, Any]) -> str:
+    """One chat or message row as compact ASCII JSON: its length is its size in bytes."""
+    return json.dumps(row, separators=(",", ":"))
+
+
+def encode_update_parts(
+    kind: Literal["snapshot", "changes"],
+    version: int,
+    chats: list[dict[str, Any]],
+    messages: list[str],
+) -> bytes:
+    """``encode_update_rows`` with each message already encoded by ``encode_row``, so a
+    phone that sizes its parts encodes each message once."""
+    head = json.dumps(
+        {"type": kind, "version": version, "chats": chats},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return (head[:-1] + ',"messages":[' + ",".join(messages) + "]}").encode()
 
 
 def _check_command(text: str, chat: str | None, ttl: float | None) -> None:
@@ -174,7 +194,8 @@ def _check_command(text: str, chat: str | None, ttl: float | None) -> None:
 def decode(payload: bytes) -> AppMessage:
     """The message in ``payload``; ``WireError`` (only) for anything malformed."""
     try:
-        value = json.loads(payload)
+        # Decoded here: json.loads would first guess the encoding of bytes (it is UTF-8).
+        value = json.loads(str(payload, "utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise WireError("not JSON") from None
     if not isinstance(value, dict):
