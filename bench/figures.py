@@ -21,16 +21,18 @@ from bench.tunnel_pair import pairing_ms, tunnel_rtt, tunnel_throughput
 
 
 class Sizes:
+    """How much of everything: ``quick`` is the smoke run's (every part, each small)."""
+
     def __init__(self, quick: bool) -> None:
-        self.count = 2_000 if quick else 20_000  # throughput
-        self.reps, self.rounds = (2, 100) if quick else (5, 1_000)  # round trips
-        self.drain = 1_000 if quick else 10_000
-        self.drops = 5 if quick else 50  # resets, for recovery
-        self.pairings = 3 if quick else 10
-        self.station_rounds, self.station_commands = (1, 100) if quick else (3, 1_000)
+        self.count = 1_000 if quick else 20_000  # throughput
+        self.reps, self.rounds = (2, 50) if quick else (5, 1_000)  # round trips
+        self.drain = 500 if quick else 10_000
+        self.drops = 3 if quick else 50  # resets, for recovery
+        self.pairings = 2 if quick else 10
+        self.station_rounds, self.station_commands = (1, 50) if quick else (3, 1_000)
         self.scale = [1, 2] if quick else [1, 8, 32]
         self.scale_config = (
-            ScaleConfig(duration=2.0, rate=5.0, cut_every=0.7, visitors=2)
+            ScaleConfig(duration=1.5, rate=5.0, cut_every=0.6, visitors=1)
             if quick
             else ScaleConfig(duration=20.0, rate=5.0, cut_every=2.0, visitors=10)
         )

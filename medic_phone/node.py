@@ -65,6 +65,7 @@ from wire.control import (
 )
 
 PUSH_INTERVAL = 0.2  # seconds between checks for local changes to push
+CONTACT_DELAY = 1.0  # seconds before the last contact with the station is written down
 KIOSK_CHAT = "kiosk"
 # A command typed at the kiosk becomes a message in the chat it was typed in, when the
 # phone has that chat, or else in the kiosk chat.
@@ -117,6 +118,7 @@ class PhoneNode:
         self.news = StationNews()
         self.device_name = device_name
         self.last_contact: float | None = None
+        self._contact_writer: asyncio.Task[None] | None = None
 
     # -- running -----------------------------------------------------------------------
 
@@ -166,6 +168,9 @@ class PhoneNode:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
+            if self._contact_writer is not None and not self._contact_writer.done():
+                self._contact_writer.cancel()
+                await self._write_contact(0)  # the last contact, before the store closes
             await self.pump.aclose()
             await control.stop()
         if self._pairing_failed is not None:
@@ -193,9 +198,7 @@ class PhoneNode:
         elif isinstance(event, NoticeReceived):
             await self._on_notice(event.payload)
         elif isinstance(event, LinkUp):
-            self.last_contact = time.time()
-            if self.link_id is not None:
-                await self.store.touch_link(self.link_id, self.last_contact)
+            self._note_contact()
             await self.pump.notify(encode(device_notice(self.device_name)))
             self._links_up += 1
             if self._links_up > 1 or event.resumed:
@@ -203,9 +206,7 @@ class PhoneNode:
             if self._links_up == 1:
                 await self._push_snapshot()
         elif isinstance(event, LinkDown):
-            self.last_contact = time.time()
-            if self.link_id is not None:
-                await self.store.touch_link(self.link_id, self.last_contact)
+            self._note_contact()
             self.emit({"event": "link_down"})
         elif isinstance(event, MessageReceived):
             await self._apply(event.seq, event.payload)
@@ -233,6 +234,20 @@ class PhoneNode:
             if self.link_id is not None and self._gap is None:
                 await self.store.end_link(self.link_id, event.reason)
                 self.emit({"event": "logout", "reason": _logout_reason(event)})
+
+    def _note_contact(self) -> None:
+        """The station was heard now. The store learns it a moment later, in the
+        background (for `medic-phone links` once this process is gone): never on the path
+        of a link coming back, where a commit would hold up the resume."""
+        self.last_contact = time.time()
+        if self._contact_writer is None or self._contact_writer.done():
+            self._contact_writer = asyncio.create_task(self._write_contact(CONTACT_DELAY))
+
+    async def _write_contact(self, delay: float) -> None:
+        await asyncio.sleep(delay)  # the latest contact of a burst of link changes
+        if self.link_id is not None and self.last_contact is not None:
+            with contextlib.suppress(PhoneError):
+                await self.store.touch_link(self.link_id, self.last_contact)
 
     async def _apply(self, seq: int, payload: bytes) -> None:
         # Group commit: a burst of commands is applied in one transaction (one fsync),

@@ -370,12 +370,26 @@ class PhoneStore:
     async def save_link_state(self, link_id: str, blob: bytes) -> None:
         """Replace the link's opaque tunnel state. An ended link keeps none: its
         resumption secret must never come back, so a late save is ignored."""
-        async with self._transaction(write=True) as db:
-            if (await self._link(db, link_id))[0] == "linked":
-                await db.execute(
-                    "UPDATE links SET tunnel_state = ? WHERE id = ?",
-                    (self._seal.blob(bytes(blob)), link_id),
-                )
+        # One statement, one hop: this commit is on the path of every resume.
+        saved = await self._statement(
+            "UPDATE links SET tunnel_state = ? WHERE id = ? AND state = 'linked' RETURNING 1",
+            (self._seal.blob(bytes(blob)), link_id),
+        )
+        if not saved:
+            async with self._transaction(write=False) as db:
+                await self._link(db, link_id)  # StoreError if unknown; ended: ignored
+
+    async def _statement(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement alone on the connection: in autocommit it is its own transaction."""
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        async with self._lock:
+            try:
+                return await _all(self._db, sql, params)
+            except sqlite3.Error as exc:
+                raise translate_error(
+                    exc, self.path, f"{self.path} refused the operation"
+                ) from None
 
     async def load_link_state(self, link_id: str) -> bytes | None:
         """The link's saved tunnel state; None if none was saved or the link has ended."""
@@ -753,8 +767,7 @@ class PhoneStore:
 
     async def touch_link(self, link_id: str, at: float) -> None:
         """The station was last heard of at ``at`` (for `medic-phone links`)."""
-        async with self._transaction(write=True) as db:
-            await db.execute("UPDATE links SET last_contact = ? WHERE id = ?", (at, link_id))
+        await self._statement("UPDATE links SET last_contact = ? WHERE id = ?", (at, link_id))
 
     # -- the phone's own chats and messages ----------------------------------------------
 
