@@ -21,6 +21,7 @@ from medic_phone.node import PhoneNode, Target
 from medic_phone.store import PhoneStore
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import PairingOffer
+from wire.control import WORKER_REQUESTS, EndedSession, Logout, LogoutReply, Send, SendReply
 
 
 class BenchPhone:
@@ -77,10 +78,9 @@ class BenchPhone:
 
     async def _control_path(self, station: Station) -> str:
         for _ in range(500):
-            status = await station.status()
-            for session in status.get("sessions", []):
-                if session.get("session") == self.session and session.get("control"):
-                    return str(session["control"])
+            for session in (await station.status()).sessions:
+                if session.session == self.session and session.control:
+                    return session.control
             await asyncio.sleep(0.01)
         raise BenchProcessError("the station never listed the new session")
 
@@ -88,10 +88,8 @@ class BenchPhone:
         """A command typed for this phone: (its seq, perf_counter when it was sent)."""
         assert self.worker is not None
         sent = time.perf_counter()
-        reply = await self.worker.request({"op": "send", "text": text})
-        if not reply.get("ok"):
-            raise BenchProcessError(f"send refused: {reply.get('error')}")
-        return int(reply["seq"]), sent
+        reply = await self.worker.ask(Send(text), WORKER_REQUESTS, SendReply)
+        return reply.seq, sent
 
     async def wait_applied(self, seq: int, within: float = 60.0) -> float:
         try:
@@ -127,10 +125,8 @@ async def phone(home: Path) -> AsyncIterator[BenchPhone]:
         yield BenchPhone(store, home, PhoneIdentity.generate())
 
 
-async def logout(station: Station, session: str) -> dict[str, Any]:
+async def logout(station: Station, session: str) -> EndedSession:
     """``station logout --session``: the wiped session's undelivered count, once it is gone."""
-    reply = await station.request({"op": "logout", "session": session})
-    if not reply.get("ok"):
-        raise BenchProcessError(f"logout refused: {reply.get('error')}")
-    [ended] = reply["ended"]
-    return dict(ended)
+    reply = await station.ask(Logout(session), LogoutReply)
+    [ended] = reply.ended
+    return ended

@@ -114,7 +114,7 @@ async def _run(
     undelivered = 0
     for p in fleet:
         assert p.session is not None
-        undelivered += int((await logout(station, p.session))["undelivered"])
+        undelivered += (await logout(station, p.session)).undelivered
         await p.finish()
     latencies, recoveries = _latencies(fleet, windows)
     workers = memory[1:]

@@ -91,7 +91,7 @@ async def _cycles(
         await station.wait_for(wiped, after=seen)
         await asyncio.wait_for(medic.logged_out.wait(), 30)
         await medic.finish()
-        if ended["undelivered"] == 0 and len(medic.applied) == commands:
+        if ended.undelivered == 0 and len(medic.applied) == commands:
             wiped_clean += 1
         done = cycle
         if cycle in (1, WARM_UP) or cycle % 50 == 0 or cycle == cycles:

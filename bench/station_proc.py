@@ -16,12 +16,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import procinfo
+from wire.codec import Registry
+from wire.control import STATION_REQUESTS, Failure, Status, StatusReply, decode_reply
 
 BIN = Path(sys.executable).parent
 Event = dict[str, Any]
+R = TypeVar("R")
 
 
 class BenchProcessError(RuntimeError):
@@ -29,7 +32,7 @@ class BenchProcessError(RuntimeError):
 
 
 class ControlClient:
-    """One connection to a JSON-lines control socket; requests in turn."""
+    """One connection to a control socket (``wire.control``): typed requests in turn."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -41,13 +44,18 @@ class ControlClient:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 22)
         return cls(reader, writer)
 
-    async def request(self, message: dict[str, Any], within: float = 30.0) -> dict[str, Any]:
+    async def ask(
+        self, request: object, requests: Registry, expected: type[R], within: float = 30.0
+    ) -> R:
+        """The reply to ``request``; a refusal (``Failure``) is a benchmark error."""
         async with self._lock, asyncio.timeout(within):
-            self._writer.write(json.dumps(message).encode() + b"\n")
+            self._writer.write(requests.encode(request) + b"\n")
             line = await self._reader.readline()
         if not line:
-            raise BenchProcessError(f"the control socket closed on {message.get('op')!r}")
-        reply: dict[str, Any] = json.loads(line)
+            raise BenchProcessError(f"the control socket closed on {type(request).__name__}")
+        reply = decode_reply(line, expected)
+        if isinstance(reply, Failure):
+            raise BenchProcessError(f"{type(request).__name__} refused: {reply.error}")
         return reply
 
     async def close(self) -> None:
@@ -133,20 +141,20 @@ class Station:
             pass
         raise BenchProcessError(f"no matching station event within {within} s")
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def ask(self, request: object, expected: type[R]) -> R:
         assert self.control is not None
-        return await self.control.request(message)
+        return await self.control.ask(request, STATION_REQUESTS, expected)
 
-    async def status(self) -> dict[str, Any]:
-        return await self.request({"op": "status"})
+    async def status(self) -> StatusReply:
+        return await self.ask(Status(), StatusReply)
 
     async def next_offer(self, within: float = 60.0) -> str:
         """The standby worker's pairing URI, once it has one."""
         deadline = time.monotonic() + within
         while True:
             status = await self.status()
-            if status.get("pair_uri"):
-                return str(status["pair_uri"])
+            if status.pair_uri:
+                return status.pair_uri
             if time.monotonic() > deadline:
                 raise BenchProcessError(f"no pairing offer within {within} s")
             await asyncio.sleep(0.02)

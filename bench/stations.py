@@ -83,9 +83,9 @@ async def _worker_pid(station: Station, session: str | None, mirrored: int) -> i
     deadline = time.monotonic() + 30
     while True:
         status = await station.status()
-        for entry in status["sessions"]:
-            if entry["session"] == session and int(entry["mirrored"]) >= mirrored:
-                return int(entry["pid"])
+        for entry in status.sessions:
+            if entry.session == session and entry.mirrored >= mirrored:
+                return entry.pid
         if time.monotonic() > deadline:
             raise BenchProcessError("the worker's mirror never caught up with the phone")
         await asyncio.sleep(0.05)
