@@ -85,10 +85,10 @@ class DurableRig:
     async def linked(self) -> AsyncIterator[DurableRig]:
         self.pump = EndpointPump(self.station, self._on_station)
         await self._serve(0)
-        url = f"ws://127.0.0.1:{self.port}/"
+        port = self.port
         if self._via_proxy:
             self.proxy = FaultProxy(("127.0.0.1", 0), ("127.0.0.1", self.port))
-            url = f"ws://127.0.0.1:{await self.proxy.start()}/"
+            port = await self.proxy.start()
         with tempfile.TemporaryDirectory() as home_dir:
             home = Path(home_dir)
             self.home = home
@@ -96,9 +96,10 @@ class DurableRig:
                 node = PhoneNode(store, PhoneIdentity.generate(), self._on_phone, home=home)
                 target = Target(
                     "bench",
-                    (url,),
+                    (("127.0.0.1", port),),
                     "bench",
                     uri_offer=(self._offer.offer_id, self._offer.public_key, self._offer.psk()),
+                    mdns=False,
                 )
                 runner = asyncio.create_task(node.run(target))
                 try:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.station_proc import BenchProcessError, ControlClient, Station
 from medic_phone.node import PhoneNode, Target
@@ -54,11 +55,14 @@ class BenchPhone:
     async def pair(self, station: Station, pair_uri: str, url: str, within: float = 30.0) -> float:
         """Link through ``url`` with the offer ``pair_uri``; seconds until paired."""
         offer = PairingOffer.from_uri(pair_uri)
+        where = urlsplit(url)
+        assert where.hostname is not None and where.port is not None
         target = Target(
             "offer:" + offer.offer_id.hex(),
-            (url,),
+            ((where.hostname, where.port),),
             offer.station,
             uri_offer=(offer.offer_id, offer.public_key, offer.psk()),
+            mdns=False,
         )
         self.node = PhoneNode(self.store, self.identity, self._emit, home=self.home)
         self.applied.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,8 +134,20 @@ def discover(timeout: float, as_json: bool) -> None:
     help="Connect here instead (a proxy or port forward).",
 )
 @passphrase_file_option
-@click.option("--discover-timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
+@click.option(
+    "--discover-timeout",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="With a code: how long to wait for a first station to answer on mDNS.",
+)
+@click.option(
+    "--no-mdns", is_flag=True, help="Do not listen for the station on mDNS (URI or --connect)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log states and counts to stderr (never content)."
+)
 def link(
     uri_or_code: str,
     home: Path | None,
@@ -142,7 +155,9 @@ def link(
     connect: str | None,
     passphrase_file: Path | None,
     discover_timeout: float,
+    no_mdns: bool,
     as_json: bool,
+    verbose: bool,
 ) -> None:
     """Pair with a station (URI or short code) and stay linked until logout or Ctrl-C.
 
@@ -151,25 +166,52 @@ def link(
     from medic_phone.node import PhoneNode
     from medic_phone.targets import resolve_target
 
+    if verbose:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+        )
+        logging.getLogger("zeroconf").setLevel(
+            logging.DEBUG if os.environ.get("FS_ZC_DEBUG") else logging.INFO
+        )
+        logging.getLogger("websockets").setLevel(logging.INFO)
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
     directory = resolve_home(str(home) if home else None)
     emit = _json_printer if as_json else _human_printer
+    paired = False
+
+    def track(event: dict[str, Any]) -> None:
+        nonlocal paired
+        paired = paired or event["event"] in ("paired", "link_up")
+        emit(event)
 
     async def run() -> int:
         unlocked = unlock(directory, passphrase_file)
         async with _open_store(directory, unlocked) as store:
             _warn_if_clear(store, unlocked)
             target = await resolve_target(
-                uri_or_code, store, station=station, connect=connect, listen_for=discover_timeout
+                uri_or_code,
+                store,
+                station=station,
+                connect=connect,
+                listen_for=discover_timeout,
+                mdns=not no_mdns,
             )
+            nonlocal paired
+            paired = await store.find_link(target.key) is not None
             node = PhoneNode(
-                store, unlocked.identity, emit, home=directory, device_name=unlocked.device_name
+                store, unlocked.identity, track, home=directory, device_name=unlocked.device_name
             )
             return await node.run(target)
 
     try:
         code = asyncio.run(run())
     except KeyboardInterrupt:
-        click.echo("detached; run the same command again to resume the link", err=True)
+        if paired:
+            click.echo("detached; run the same command again to resume the link", err=True)
+        else:
+            click.echo("stopped before pairing: nothing was linked", err=True)
         sys.exit(130)
     except OfferFormatError as exc:
         _fail(f"not a valid pairing URI or code: {exc}", 2)
@@ -210,6 +252,17 @@ def _human_printer(event: dict[str, Any]) -> None:
             )
         else:
             click.echo("A wipe receipt arrived that does not verify: not kept", err=True)
+    elif kind == "connecting":
+        click.echo(f"Connecting to {', '.join(event['addresses'])}")
+    elif kind == "connect_failed":
+        click.echo(f"  {event['address']}: {event['error']}")
+    elif kind == "diagnosis":
+        click.echo(f"Cannot reach the station: {event['message']}")
+    elif kind == "status":
+        click.echo(
+            f"Offline for {event['offline_s']:.0f} s; still trying"
+            f" (last error: {event['last_error'] or 'none'})"
+        )
     sys.stdout.flush()
 
 

@@ -14,18 +14,19 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medic_phone.connect import Linker
 from medic_phone.errors import PhoneError
 from medic_phone.link_control import ControlSocket, LinkLock, link_tag
 from medic_phone.station_news import StationNews, device_notice
 from medic_phone.store import IncomingCommand, PhoneStore, TypedMessages
+from medic_phone.targets import Target
 from tunnel.aio.pump import EndpointPump
-from tunnel.aio.websocket import PhoneConnector
 from tunnel.errors import QueueFull, SessionClosed
 from tunnel.events import (
+    AttemptFailed,
     Event,
     LinkDown,
     LinkUp,
@@ -77,15 +78,7 @@ class LinkFailed(PhoneError):
     """Pairing or linking could not complete (wrong code, used offer, station gone)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where and how to link: from a URI, a code plus discovery, or a saved link."""
-
-    key: str  # what identifies this pairing in the store: the offer id or the code
-    urls: tuple[str, ...]
-    station: str
-    uri_offer: tuple[bytes, bytes, bytes] | None = None
-    code: str | None = None
+__all__ = ["LinkFailed", "PhoneNode", "Target"]
 
 
 class PhoneNode:
@@ -117,6 +110,7 @@ class PhoneNode:
         self._ended_how: SessionEnded | None = None
         self.news = StationNews()
         self.device_name = device_name
+        self.linker: Linker | None = None
         self.last_contact: float | None = None
         self._contact_writer: asyncio.Task[None] | None = None
 
@@ -136,9 +130,14 @@ class PhoneNode:
             link_id, blob, delivered = saved
             state = PhoneState.from_bytes(blob)
             state = PhoneState(
-                state.session_id, state.secret, state.next_seq, delivered, state.station
+                state.session_id,
+                state.secret,
+                state.next_seq,
+                delivered,
+                state.station,
+                state.addresses,
             )
-            endpoint = PhoneEndpoint(self.settings, state=state)
+            endpoint = PhoneEndpoint(self.settings, state=state, parallel=True)
             self.link_id = link_id
         else:
             endpoint = PhoneEndpoint(
@@ -146,24 +145,22 @@ class PhoneNode:
                 identity=self.identity,
                 uri_offer=target.uri_offer,
                 code=target.code,
+                parallel=True,
             )
         self._target = target
         self.pump = EndpointPump(endpoint, self._on_event)
-        urls = list(target.urls)
-        index = 0
-
-        def next_url() -> str:
-            nonlocal index
-            url = urls[index % len(urls)]
-            index += 1
-            return url
-
-        connector = PhoneConnector(self.pump, next_url)
+        self.linker = linker = Linker(
+            self.pump,
+            target,
+            self.emit,
+            persist=self._save_state,
+            saved_addresses=endpoint.addresses,
+        )
         control = ControlSocket(self.home / f"link-{link_tag(target.key)}.sock", self._request)
         await control.start()
         pusher = asyncio.create_task(self._push_loop())
         try:
-            await connector.run()
+            await linker.run()
         finally:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,10 +181,19 @@ class PhoneNode:
 
     # -- tunnel events -----------------------------------------------------------------
 
+    async def _save_state(self) -> None:
+        assert self.pump is not None
+        endpoint = self.pump.endpoint
+        assert isinstance(endpoint, PhoneEndpoint)
+        if self.link_id is not None and endpoint.ended is None:
+            await self.store.save_link_state(self.link_id, endpoint.export_state().to_bytes())
+
     async def _on_event(self, event: Event) -> None:
         assert self.pump is not None
         endpoint = self.pump.endpoint
         assert isinstance(endpoint, PhoneEndpoint)
+        if isinstance(event, LinkUp | LinkDown | AttemptFailed) and self.linker is not None:
+            await self.linker.on_event(event)
         if isinstance(event, Paired):
             self.link_id = event.session_id.hex()
             await self.store.create_link(self.link_id, station=event.station, key=self._target.key)
@@ -225,6 +231,8 @@ class PhoneNode:
                 }
             )
         elif isinstance(event, SessionEnded):
+            if self.linker is not None:
+                await self.linker.on_event(event)
             self._ended_how = event
             self._ended_event.set()
             self._ended = event.reason

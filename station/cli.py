@@ -91,9 +91,10 @@ def main() -> None:
 )
 @click.option(
     "--host",
-    default="127.0.0.1",
+    default="0.0.0.0",  # noqa: S104 (phones are on the LAN; the kiosk page stays on loopback)
     show_default=True,
-    help="Address to listen on (0.0.0.0 for the LAN).",
+    help="Address phones connect to (default: every interface). A loopback address keeps "
+    "the station on this machine and turns mDNS off.",
 )
 @click.option(
     "--port",
@@ -200,8 +201,10 @@ def start(
     """Run the station supervisor until SIGINT/SIGTERM (every session is wiped)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     # websockets logs each request line and header at DEBUG: the kiosk pages' keys and
-    # tokens travel there, and stderr may be a journal other users read.
-    logging.getLogger("websockets").setLevel(logging.INFO)
+    # tokens travel there, and stderr may be a journal other users read. It also logs a
+    # line per connection at INFO, which a flood of connections turns into a flood of
+    # lines: only with -v.
+    logging.getLogger("websockets").setLevel(logging.INFO if verbose else logging.WARNING)
     if kiosk and no_ui:
         _fail("--kiosk shows the kiosk page: it cannot go with --no-ui", 2)
     if kiosk:
@@ -262,10 +265,19 @@ def _human_printer(event: dict[str, Any]) -> None:
     elif kind in ("ready", "offer"):
         if kind == "ready":
             click.echo(f"Station {event['name']!r} listening on port {event['port']}")
+            addresses = ", ".join(event.get("addresses") or [])
+            click.echo(f"Phones connect to: {addresses or 'no address is up yet'}")
+            if event.get("mdns_note"):
+                click.echo(str(event["mdns_note"]))
+            elif not event.get("mdns"):
+                click.echo("mDNS off (--no-mdns): phones need the QR code or the URI")
             click.echo(f"Control socket: {event['control']}")
             if event.get("ui"):
                 click.echo(f"Kiosk page: {event['ui']} (run `station open` for a link to it)")
-        click.echo(_qr(event["pair_uri"]))
+        if sys.stdout.isatty():
+            from station.qr import terminal_qr
+
+            click.echo(terminal_qr(event["pair_uri"]))
         click.echo(f"Pairing code: {event['pair_code']}")
         click.echo(f"Pairing URI:  {event['pair_uri']}")
     elif kind == "paired":
@@ -290,6 +302,10 @@ def _human_printer(event: dict[str, Any]) -> None:
             f" {event['first']}-{event['last']} were acknowledged by that phone before"
             " but are missing from its store (restored from an older copy?)"
         )
+    elif kind == "advertised":
+        click.echo(f"Announced on mDNS as {event['name']!r}")
+    elif kind == "addresses":
+        click.echo(f"Phones connect to: {', '.join(event['addresses']) or 'no address is up'}")
     elif kind == "kiosk":
         click.echo(f"Kiosk browser started (pid {event['pid']}, RAM profile {event['profile']})")
     sys.stdout.flush()
@@ -300,16 +316,6 @@ def _undelivered_note(seqs: list[int]) -> str:
         return "; every command reached the phone"
     shown = ", ".join(str(q) for q in seqs[:20]) + (", ..." if len(seqs) > 20 else "")
     return f"; {len(seqs)} command(s) were never delivered (seq {shown})"
-
-
-def _qr(uri: str) -> str:
-    import io
-
-    import segno
-
-    buffer = io.StringIO()
-    segno.make(uri, error="m").terminal(out=buffer, compact=True)
-    return buffer.getvalue()
 
 
 @main.command()
@@ -492,6 +498,19 @@ def status(control: Path | None, as_json: bool, with_link: bool) -> None:
         click.echo(json.dumps(out))
         return
     click.echo(f"Station {reply.name!r} on port {reply.port}, up {reply.uptime_s} s")
+    if reply.addresses:
+        mdns = "announced on mDNS" if reply.mdns else "not on mDNS"
+        click.echo(f"Phones connect to: {', '.join(reply.addresses)} ({mdns})")
+    accept = reply.accept
+    if accept is not None:
+        refused = accept.refused_per_source + accept.refused_total
+        if refused or accept.evicted or accept.pre_hello_timeouts:
+            click.echo(
+                f"Unauthenticated connections: {accept.unproven} open (at most"
+                f" {accept.limit_total}, {accept.limit_per_source} per address); {refused}"
+                f" refused, {accept.evicted} dropped for others, {accept.pre_hello_timeouts}"
+                " timed out before their hello"
+            )
     if reply.offer_open:
         if reply.code_paused_s:
             notice = reply.code_pairing

@@ -28,7 +28,20 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from zeroconf import InterfaceChoice
 
+from lan.addresses import WILDCARDS, is_loopback, reachable_addresses
+from lan.watch import NetChange, NetWatch
+from station.accept import (
+    AcceptGate,
+    GatedConnection,
+    deepen_listen_queue,
+    open_descriptors,
+    quiet_accept_errors,
+    raise_descriptor_limit,
+    serve_options,
+    unproven_budget,
+)
 from station.control import ControlServer
 from station.ended_sessions import EndedSessions
 from station.errors import ConfigError
@@ -45,18 +58,17 @@ from tunnel.events import Settings
 from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
 from tunnel.refusal import code_paused_message
 from wire import pipe
-from wire.control import STATION_REQUESTS, SessionStatus, Status, StatusReply
+from wire.control import STATION_REQUESTS, AcceptCounts, SessionStatus, Status, StatusReply
 
 log = logging.getLogger(__name__)
 
-HELLO_TIMEOUT = 5.0
-MAX_CONNECTIONS = 64  # live WebSockets, paired or not: a flood is refused, not buffered
+HELLO_TIMEOUT = 5.0  # a fallback: the accept gate's pre-hello deadline comes first
 
 
 @dataclass(frozen=True)
 class StationConfig:
     name: str = "field-station"
-    host: str = "127.0.0.1"
+    host: str = "0.0.0.0"  # noqa: S104 (all interfaces: phones are on the LAN)
     port: int = 8765
     mdns: bool = True
     inactivity: float = 120.0
@@ -91,7 +103,12 @@ class Supervisor:
         self._next_worker = 0
         self._conns: dict[int, tuple[PhoneSocket, WorkerHandle]] = {}
         self._next_conn = 0
-        self._live_sockets = 0
+        self.gate = AcceptGate("phones")
+        self._netwatch: NetWatch | None = None
+        self.listen_addresses: list[str] = []  # where phones reach us now
+        self.mdns_note: str | None = None  # why mDNS is off, when it is
+        self._peers: dict[str, None] = {}  # addresses of phones that proved themselves
+        self._offered: list[str] = []  # the addresses the standby's offers name
         self._server: Server | None = None
         self._control: ControlServer | None = None
         self._advertiser: Any = None
@@ -166,12 +183,15 @@ class Supervisor:
                 ],
             }
         )
+        nofile, _ = raise_descriptor_limit()
+        asyncio.get_running_loop().set_exception_handler(quiet_accept_errors)
         try:
             self._server = await serve(
                 self._handle_socket,
                 self.config.host,
                 self.config.port,
                 **ws_options(self.settings.max_record),  # type: ignore[arg-type]
+                **serve_options(self.gate, proven_at_handshake=False),
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -182,8 +202,13 @@ class Supervisor:
             raise ConfigError(
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc}"
             ) from None
+        deepen_listen_queue(self._server.sockets)
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
+        self.listen_addresses = reachable_addresses(self.config.host)
+        if self.config.host in WILDCARDS:
+            self._netwatch = NetWatch(self._net_changed)
+            self._netwatch.start()
         self._control = ControlServer(self.control_path, self)
         await self._control.start()
         if self.config.ui:
@@ -191,15 +216,37 @@ class Supervisor:
                 port=self.config.ui_port, state=self._screen_state, offer_uri=self._offer_uri
             )
             await self.screen.start()
+        # What is left for unproven sockets once everything else has its descriptors.
+        self.gate.total = unproven_budget(nofile, open_descriptors(), self.config.max_sessions)
+        if self.config.mdns and is_loopback(self.config.host):
+            self.mdns_note = (
+                f"mDNS off: the station listens on {self.config.host} only, which phones"
+                " on the LAN cannot reach (leave out --host to listen on all interfaces)"
+            )
         await self._ensure_standby()
-        if self.config.mdns:
+        if self.config.mdns and self.mdns_note is None:
             from station.mdns import StationAdvertiser
 
             # Announce once there is an offer, so the first answer a phone sees is true.
             async with asyncio.timeout(30):
                 await self._first_offer.wait()
-            self._advertiser = StationAdvertiser(name=self.config.name, port=self.port)
+            interfaces: Any = (
+                InterfaceChoice.All if self.config.host in WILDCARDS else [self.config.host]
+            )
+            self._advertiser = StationAdvertiser(
+                name=self.config.name,
+                port=self.port,
+                addresses=self.listen_addresses,
+                interfaces=interfaces,
+            )
             await self._advertiser.start(offer_open=True)
+            self.emit(
+                {
+                    "event": "advertised",
+                    "name": self.config.name,
+                    "addresses": [f"{a}:{self.port}" for a in self._advertiser.addresses],
+                }
+            )
         self._spawn(self._policy_loop())
         if self.config.kiosk_browser and self.screen is not None:
             self.browser = KioskBrowser(self.config.kiosk_browser, self.screen, self.emit)
@@ -215,6 +262,8 @@ class Supervisor:
             *(self.logout(w, "shutdown") for w in list(self.workers.values())),
             return_exceptions=True,
         )
+        if self._netwatch is not None:
+            await self._netwatch.stop()
         if self._advertiser is not None:
             with contextlib.suppress(Exception):
                 await self._advertiser.stop()
@@ -239,12 +288,28 @@ class Supervisor:
         self._lock.release()
 
     def addresses(self) -> list[tuple[str, int]]:
-        host = self.config.host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (a comparison, not a bind)
-            from station.net import lan_addresses
+        """Where phones reach the station now: the URI's ``a=`` and the mDNS records."""
+        self._offered = list(self.listen_addresses or [self.config.host])
+        return [(a, self.port) for a in self._offered]
 
-            return [(a, self.port) for a in lan_addresses()] or [("127.0.0.1", self.port)]
-        return [(host, self.port)]
+    def _net_changed(self, change: NetChange) -> None:
+        addresses = reachable_addresses(self.config.host)
+        log.debug("network changed: %s; reachable now %s", change, addresses)
+        moved = addresses != self.listen_addresses
+        self.listen_addresses = addresses
+        if moved:
+            self.emit({"event": "addresses", "addresses": [f"{a}:{self.port}" for a in addresses]})
+        if all(is_loopback(a) for a in addresses):
+            return  # no LAN interface is up: no offer or announcement could be used anyway
+        if addresses != self._offered:
+            self._renew_standby()
+        if self._advertiser is None:
+            return
+        if addresses != self._advertiser.addresses:
+            self._spawn(self._advertiser.set_addresses(addresses))
+        elif change.came_up or change.added:
+            # Back on the LAN: say so at once, so phones reconnect without waiting.
+            self._spawn(self._advertiser.reannounce(unicast_to=list(self._peers)))
 
     # -- workers ---------------------------------------------------------------------
 
@@ -403,6 +468,9 @@ class Supervisor:
             out.update(
                 name=self.config.name,
                 port=self.port,
+                addresses=[f"{a}:{self.port}" for a in self.listen_addresses],
+                mdns=self.config.mdns and self.mdns_note is None,
+                mdns_note=self.mdns_note,
                 control=str(self.control_path),
                 ui=self.screen.url if self.screen is not None else None,
             )
@@ -477,7 +545,27 @@ class Supervisor:
     def _on_worker_send(self, conn: int, data: bytes) -> None:
         entry = self._conns.get(conn)
         if entry is not None:
+            ws = entry[0].ws
+            if data[:1] == _ACCEPT and isinstance(ws, GatedConnection):
+                ws.prove()  # the worker accepted its Noise handshake: a real phone
+                self._remember_peer(ws)
             entry[0].send(data)
+
+    def _renew_standby(self) -> None:
+        """The open offer's URI names addresses that changed: a fresh standby worker
+        shows one with the new ones (not while a phone is pairing with this one)."""
+        standby = self.standby
+        if standby is None or standby.conns or standby.info.session is not None:
+            return
+        self._spawn(standby.stop("the station's addresses changed"))
+
+    def _remember_peer(self, ws: ServerConnection) -> None:
+        peer = ws.remote_address
+        if isinstance(peer, tuple) and peer:
+            self._peers.pop(str(peer[0]), None)
+            self._peers[str(peer[0])] = None
+            while len(self._peers) > 32:
+                self._peers.pop(next(iter(self._peers)))
 
     def _on_worker_close(self, conn: int, reason: str) -> None:
         entry = self._conns.pop(conn, None)
@@ -559,14 +647,8 @@ class Supervisor:
     # -- phones ----------------------------------------------------------------------
 
     async def _handle_socket(self, ws: ServerConnection) -> None:
-        if self._live_sockets >= MAX_CONNECTIONS:
-            await ws.close(1013, "busy")
-            return
-        self._live_sockets += 1
-        try:
-            await self._relay(ws)
-        finally:
-            self._live_sockets -= 1
+        # The accept gate (station.accept) has bounded this socket since its TCP accept.
+        await self._relay(ws)
 
     async def _relay(self, ws: ServerConnection) -> None:
         try:
@@ -608,6 +690,8 @@ class Supervisor:
                 else "unknown or rotated offer",
             )
             return
+        if isinstance(ws, GatedConnection):
+            ws.hello_routed()
         self._next_conn += 1
         conn = self._next_conn
         phone = PhoneSocket(ws)
@@ -776,7 +860,13 @@ class Supervisor:
             screens=self.screen.viewers if self.screen is not None else 0,
             kiosk_browser=self.browser.pid if self.browser is not None else None,
             sessions=tuple(sessions),
+            addresses=tuple(f"{a}:{self.port}" for a in self.listen_addresses),
+            mdns=self._advertiser is not None,
+            accept=AcceptCounts(**self.gate.status()),
         )
+
+
+_ACCEPT = bytes([MessageType.ACCEPT])
 
 
 def _holder(control_path: Path) -> str:

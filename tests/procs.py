@@ -170,6 +170,8 @@ def start_station(tmp_path: Path, *extra: str, env: dict[str, str] | None = None
         [
             command("station"),
             "start",
+            "--host",
+            "127.0.0.1",
             "--no-mdns",
             "--port",
             "0",

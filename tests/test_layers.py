@@ -1,6 +1,6 @@
 """The packages' layering, checked on the source: who may import whom.
 
-`tunnel` and `wire` import nothing of ours; `station` and `medic_phone` never import each
+`tunnel`, `wire` and `lan` import nothing of ours; `station` and `medic_phone` never import each
 other; no product package imports the test kit (`tunnel.testing`) or the tests.
 """
 
@@ -12,13 +12,14 @@ import pytest
 
 from tests.conftest import REPO
 
-OURS = {"tunnel", "wire", "station", "medic_phone", "wipe", "drill", "bench", "tests"}
+OURS = {"tunnel", "wire", "station", "medic_phone", "wipe", "drill", "bench", "tests", "lan"}
 ALLOWED = {
     "tunnel": {"tunnel", "drill"},  # drill: the one fault model, for the test kit only
     "wire": {"wire"},
     "wipe": {"wipe"},
-    "station": {"station", "tunnel", "wire", "wipe", "drill"},  # drill: `station simulate`
-    "medic_phone": {"medic_phone", "tunnel", "wire", "wipe"},
+    "lan": {"lan"},
+    "station": {"station", "tunnel", "wire", "wipe", "drill", "lan"},  # drill: `station simulate`
+    "medic_phone": {"medic_phone", "tunnel", "wire", "wipe", "lan"},
     "drill": {"drill", "tunnel", "wire", "station", "medic_phone", "wipe"},
 }
 

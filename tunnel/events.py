@@ -63,6 +63,20 @@ class PairingFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    """The phone: one transport's handshake did not complete (refused, timed out, cut).
+
+    With several attempts at once (every address of the station) this says which one
+    failed and why; the session goes on while other attempts may still succeed.
+    ``refusal`` is the clear-text refusal's code, if the failure was one (advisory).
+    """
+
+    conn: int
+    reason: str
+    refusal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     """Logout: the session is over for good and can never be resumed.
 
@@ -135,6 +149,7 @@ Event = (
     | OfferRotated
     | CodePaused
     | ResumeGap
+    | AttemptFailed
     | SessionEnded
     | StateChanged
     | NoticeReceived

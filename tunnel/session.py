@@ -6,8 +6,9 @@ the caller feeds transport events, bytes and ``now``; it takes out bytes to send
 deadline at which ``handle_timer`` must be called. No sockets, no clock, no sleeps.
 
 A *transport* (one WebSocket, in production) is named by an integer the caller picks.
-The phone uses one at a time; the station may briefly hold two when a phone resumes on
-a new transport before the old one is known to be dead.
+The phone may race several at once (one per address of the station) and keeps the first
+whose handshake completes; the station may briefly hold two when a phone resumes on a
+new transport before the old one is known to be dead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tunnel.errors import (
 )
 from tunnel.events import (
     Acked,
+    AttemptFailed,
     Event,
     LinkDown,
     LinkUp,
@@ -519,29 +521,50 @@ class Endpoint:
 
 
 _STATE = struct.Struct(">B16s32sQQ")
+_LEN = struct.Struct(">H")
+MAX_SAVED_ADDRESSES = 8
 
 
 @dataclass(frozen=True, slots=True)
 class PhoneState:
-    """What the phone persists to resume after its own restart."""
+    """What the phone persists to resume after its own restart.
+
+    ``addresses`` are where the station was last reached (``host:port``, most recent
+    first): a phone restarted after a crash tries them beside whatever mDNS says, so a
+    rogue that hides the station on mDNS cannot keep the phone from it.
+    """
 
     session_id: bytes
     secret: bytes
     next_seq: int
     delivered: int
     station: str
+    addresses: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
-        head = _STATE.pack(1, self.session_id, self.secret, self.next_seq, self.delivered)
-        return head + self.station.encode("utf-8")
+        name = self.station.encode("utf-8")
+        if not self.addresses:
+            head = _STATE.pack(1, self.session_id, self.secret, self.next_seq, self.delivered)
+            return head + name
+        head = _STATE.pack(2, self.session_id, self.secret, self.next_seq, self.delivered)
+        where = "\n".join(self.addresses[:MAX_SAVED_ADDRESSES]).encode("ascii")
+        return head + _LEN.pack(len(name)) + name + where
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PhoneState:
-        if len(data) < _STATE.size or data[0] != 1:
+        if len(data) < _STATE.size or data[0] not in (1, 2):
             raise UsageError("not a saved phone session state")
-        _, session_id, secret, next_seq, delivered = _STATE.unpack_from(data)
-        station = data[_STATE.size :].decode("utf-8")
-        return cls(session_id, secret, next_seq, delivered, station)
+        version, session_id, secret, next_seq, delivered = _STATE.unpack_from(data)
+        rest = data[_STATE.size :]
+        if version == 1:
+            return cls(session_id, secret, next_seq, delivered, rest.decode("utf-8"))
+        if len(rest) < _LEN.size:
+            raise UsageError("not a saved phone session state")
+        (size,) = _LEN.unpack_from(rest)
+        station = rest[_LEN.size : _LEN.size + size].decode("utf-8")
+        where = rest[_LEN.size + size :].decode("ascii", "replace")
+        addresses = tuple(a for a in where.split("\n") if a)
+        return cls(session_id, secret, next_seq, delivered, station, addresses)
 
 
 class PhoneEndpoint(Endpoint):
@@ -560,7 +583,11 @@ class PhoneEndpoint(Endpoint):
         code: str | None = None,
         state: PhoneState | None = None,
         queue_storage: QueueStorage | None = None,
+        parallel: bool = False,
     ) -> None:
+        """``parallel``: the caller races several transports (every address of the
+        station) and decides itself when pairing is over (``give_up``); a failed
+        attempt is then an ``AttemptFailed``, not the end of pairing."""
         queue = OutageQueue(
             max_count=settings.queue_max_count,
             max_bytes=settings.queue_max_bytes,
@@ -571,12 +598,15 @@ class PhoneEndpoint(Endpoint):
         self._uri_offer = uri_offer
         self._code = code
         self._secret = b""
+        self._parallel = parallel
         self.station = ""
+        self.addresses: tuple[str, ...] = ()  # where the station was last reached
         self.ended_details: RefusalBody | None = None  # from an authenticated SESSION_ENDED
         if state is not None:
             self.session_id = state.session_id
             self._secret = state.secret
             self.station = state.station
+            self.addresses = state.addresses
             self.channel = ReliableChannel(
                 self._queue,
                 window=settings.window,
@@ -597,7 +627,17 @@ class PhoneEndpoint(Endpoint):
             self.channel.next_seq,
             self._acked_cursor,
             self.station,
+            self.addresses,
         )
+
+    def give_up(self, reason: str, now: float) -> None:
+        """Pairing is over without a session (the caller's offer can no longer be valid,
+        or every station refused): tell the application once, and end."""
+        if self.session_id is not None or self.ended is not None:
+            return
+        self._out.events.append(PairingFailed(reason))
+        self._end(f"pairing failed: {reason}", by_peer=False)
+        self._flush(now)
 
     @property
     def wants_transport(self) -> bool:
@@ -639,6 +679,11 @@ class PhoneEndpoint(Endpoint):
             c.last_sent = now
         if result is None:
             return
+        # The first completed handshake wins; the others are dropped before they can
+        # complete too (a TCP connect proves nothing: only the handshake does).
+        for other in list(self._conns.values()):
+            if other is not c and other.state is ConnState.HANDSHAKE:
+                self._close_conn(other, "another address answered first")
         self._open_records(c, result.keys)
         self._secret = result.keys.next_secret
         if isinstance(result, PairingResult):
@@ -656,6 +701,10 @@ class PhoneEndpoint(Endpoint):
 
     def _refused(self, c: _Conn, refusal: Refused) -> None:
         self._close_conn(c, "refused")
+        if self._parallel and self.session_id is None:
+            # Clear text: advisory. The caller races other addresses and decides.
+            self._out.events.append(AttemptFailed(c.id, refusal.reason, int(refusal.code)))
+            return
         if self.session_id is None:
             self._out.events.append(PairingFailed(refusal.reason))
             self._end(f"pairing refused: {refusal.reason}", by_peer=True)
@@ -672,11 +721,18 @@ class PhoneEndpoint(Endpoint):
                 self._end(f"session ended at the station ({why})", by_peer=True)
             return
         # Clear text: anyone on the LAN can send one. Advisory; keep trying.
-        self._out.events.append(LinkDown(c.id, f"refused: {refusal.reason}"))
+        if self._parallel:
+            self._out.events.append(AttemptFailed(c.id, refusal.reason, int(refusal.code)))
+        else:
+            self._out.events.append(LinkDown(c.id, f"refused: {refusal.reason}"))
 
     def _transport_gone(
         self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
     ) -> None:
+        if self._parallel and c is not self._active:
+            if self.ended is None:
+                self._out.events.append(AttemptFailed(c.id, reason))
+            return
         if self.session_id is None and self.ended is None:
             # An offer is single use: a pairing cut short cannot be tried again.
             self._out.events.append(PairingFailed(reason))

@@ -80,6 +80,22 @@ class SessionStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class AcceptCounts:
+    """The phones' port: sockets nobody has authenticated yet (``station.accept``)."""
+
+    unproven: int
+    sources: int
+    limit_total: int
+    limit_per_source: int
+    accepted: int
+    refused_per_source: int
+    refused_total: int
+    evicted: int
+    pre_hello_timeouts: int
+    proven: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReply:
     name: str
     pid: int
@@ -97,6 +113,9 @@ class StatusReply:
     link: str | None = None
     label: str | None = None
     expires_in: float | None = None
+    addresses: tuple[str, ...] = ()  # where phones reach the station now
+    mdns: bool = False  # announced on mDNS
+    accept: AcceptCounts | None = None
 
 
 @dataclass(frozen=True, slots=True)

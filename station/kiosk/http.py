@@ -19,11 +19,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from station.accept import kiosk_gate, serve_options
 
 ASSET_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -131,6 +134,12 @@ def live_refusal(
     if open_now >= limit:
         return refuse(403, f"too many open pages (at most {limit})", csp)
     return None
+
+
+def accept_limits(name: str) -> dict[str, Any]:
+    """``serve()`` keywords bounding connections not yet answered (half-open ones too),
+    counted from the TCP accept, each with a short deadline (``station.accept``)."""
+    return serve_options(kiosk_gate(name), proven_at_handshake=True)
 
 
 async def close_server(server: Server | None, within: float) -> None:

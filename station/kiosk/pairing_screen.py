@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from station.errors import ConfigError
 from station.kiosk.http import (
     ParsedRequest,
+    accept_limits,
     asset_response,
     close_server,
     live_refusal,
@@ -119,6 +120,7 @@ class PairingScreen:
                 process_request=self._http,
                 max_size=4096,
                 compression=None,
+                **accept_limits("pairing_screen"),
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:

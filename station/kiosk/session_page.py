@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from station.kiosk.http import (
+    accept_limits,
     asset_response,
     close_server,
     live_refusal,
@@ -79,6 +80,7 @@ class SessionPage:
             max_size=MAX_INPUT,
             max_queue=16,
             compression=None,
+            **accept_limits("session_page"),
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
 

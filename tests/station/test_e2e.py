@@ -330,6 +330,8 @@ def test_port_in_use(tmp_path: Path) -> None:
             [
                 command("station"),
                 "start",
+                "--host",
+                "127.0.0.1",
                 "--no-mdns",
                 "--port",
                 str(port),

@@ -22,7 +22,16 @@ def _start(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Pr
 
 
 def test_kiosk_refuses_clearly_what_cannot_work(tmp_path: Path) -> None:
-    argv = [command("station"), "start", "--no-mdns", "--port", "0", "--kiosk"]
+    argv = [
+        command("station"),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--no-mdns",
+        "--port",
+        "0",
+        "--kiosk",
+    ]
     result = run([*argv, "--browser", str(tmp_path / "no-such-chromium")])
     assert result.returncode == 2 and "no browser at" in result.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -112,7 +121,18 @@ def test_the_write_audit_lists_the_browser_ram_profile(tmp_path: Path, display: 
     log = tmp_path / "strace.log"
     runtime = tmp_path / "run"
     ctl = ["--control", str(runtime / "ctl.sock")]
-    argv = [command("station"), "start", "--no-mdns", "--port", "0", "--json", "--kiosk", *ctl]
+    argv = [
+        command("station"),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--no-mdns",
+        "--port",
+        "0",
+        "--json",
+        "--kiosk",
+        *ctl,
+    ]
     station = Proc(strace_command(log, argv), env=dict(os.environ, DISPLAY=display))
     ready = station.wait_for("ready", timeout=60)
     first = station.wait_for("kiosk", timeout=30)

@@ -95,7 +95,19 @@ def test_another_local_user_gets_nothing_from_a_kiosk_station(
 ) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
-        [command("station"), "start", "--no-mdns", "--port", "0", "--json", "-v", "--kiosk", *ctl],
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            "-v",
+            "--kiosk",
+            *ctl,
+        ],
         env=dict(os.environ, DISPLAY=display),
     )
     ready = station.wait_for("ready", timeout=30)

@@ -48,7 +48,18 @@ def _start(shared_tmp: Path, *extra: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     env["TMPDIR"] = str(shared_tmp)
     result = run(
-        [command("station"), "start", "--no-mdns", "--no-ui", "--port", "0", "--json", *extra],
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--no-ui",
+            "--port",
+            "0",
+            "--json",
+            *extra,
+        ],
         env=env,
         timeout=60,
     )
@@ -96,7 +107,17 @@ def test_the_runtime_dirs_are_created_private(shared_tmp: Path) -> None:
     old = os.umask(0o022)
     try:
         station = Proc(
-            [command("station"), "start", "--no-mdns", "--no-ui", "--port", "0", "--json"],
+            [
+                command("station"),
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--no-mdns",
+                "--no-ui",
+                "--port",
+                "0",
+                "--json",
+            ],
             env=env,
         )
     finally:

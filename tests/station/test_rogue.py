@@ -1,11 +1,16 @@
-"""A rogue client on the LAN: 200 connections, oversized and malformed frames, idle
-sockets. The supervisor's memory stays bounded and the live session goes on."""
+"""Rogues on the LAN. A rogue client (200 connections, oversized and malformed frames,
+idle sockets): the supervisor's memory stays bounded and the live session goes on. A
+rogue station (in a namespace of its own): mDNS can point the phone at it, but only a
+completed handshake counts, so it can neither keep the phone from pairing or resuming
+nor end its session."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +18,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tests.lanrig import link, phone_home, stamp, wait_rows
+from tests.lanrig import send as send_lines
+from tests.lanrig import station as lan_station
+from tests.netns import Host, lan, requires_root
 from tests.procs import Proc, command, init_phone, link_phone, run
 from tunnel.handshake import MessageType
 
@@ -50,7 +59,19 @@ async def _flood(port: int) -> list[str]:
 
 def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
-    station = Proc([command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl])
+    station = Proc(
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            *ctl,
+        ]
+    )
     ready = station.wait_for("ready")
     home = init_phone(tmp_path / "phone")
     link_phone(station, home, str(ready["pair_uri"]))
@@ -73,3 +94,96 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     assert [r["text"] for r in rows] == ["still alive"]
     status = json.loads(run([command("station"), "status", *ctl, "--json"]).stdout)
     assert len(status["sessions"]) == 1 and status["sessions"][0]["linked"]
+
+
+# -- a rogue station on the LAN (issue 14, point 3) ----------------------------------
+
+
+@pytest.mark.root
+@requires_root
+def test_a_rogue_station_can_point_but_never_decide(tmp_path: Path) -> None:
+    """Same name, 30 fake adverts, spoofed answers and goodbyes for the real station,
+    a clear-text SESSION_ENDED for every resume: the phone pairs by code and resumes
+    (a crash, then the README's same command again) within 3 s every time, and its
+    session is never ended by the rogue."""
+    with lan("station", "phone", "attacker") as net:
+        st = lan_station(net["station"], tmp_path, "--inactivity", "3600")
+        rogue = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tests.rogue_station",
+                "--name",
+                "clinic-a",
+                "--address",
+                net["attacker"].address,
+                "--duration",
+                "120",
+            ],
+            prefix=net["attacker"].prefix(),
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        rogue.wait_line(lambda line: '"packets"' in line, timeout=30)
+        time.sleep(1.5)  # the spoofed answers and goodbyes have gone out several times
+        code = str([e for e in st.events if e["event"] in ("ready", "offer")][-1]["pair_code"])
+        home = phone_home(tmp_path)
+        began = time.time()
+        phone = link(net["phone"], home, code, "--station", "clinic-a")
+        paired = phone.wait_for("paired", timeout=20)
+        pair_s = stamp(paired) - began
+        st.wait_for("paired", timeout=20)
+        resume_s: list[float] = []
+        for _ in range(5):  # a crash, and the same command again
+            phone = _crash_and_rerun(phone, net["phone"], home, code)
+            began = time.time()
+            up = phone.wait_for("link_up", timeout=20)
+            resume_s.append(stamp(up) - began)
+        hidden_s: list[float] = []
+        for _ in range(5):  # the same, while the real station is away: the rogue answers
+            net.unplug("station")
+            refused = _rogue_counts(rogue)["resumes_refused"]
+            phone = _crash_and_rerun(phone, net["phone"], home, code)
+            rogue.wait_line(lambda line, n=refused: _refused_more(line, n), timeout=20)
+            time.sleep(1.0)
+            assert phone.popen.poll() is None and phone.count("logout") == 0
+            back = time.time()
+            net.plug("station")
+            up = phone.wait_for("link_up", timeout=20)
+            hidden_s.append(stamp(up) - back)
+        tried = {a for e in phone.events if e["event"] == "connecting" for a in e["addresses"]}
+        assert any(a.startswith(net["attacker"].address + ":") for a in tried)  # pointed
+        send_lines(tmp_path, [f"after the rogue {i}" for i in range(20)])
+        rows = wait_rows(home, 20, 20)
+        counts = _rogue_counts(rogue)
+        print(
+            f"rogue station ({counts}): pairing by code {pair_s:.2f} s;"
+            f" 5 resumes after a crash, max {max(resume_s):.2f} s from the command;"
+            f" 5 more with the rogue answering first, max {max(hidden_s):.2f} s after the"
+            " real station came back"
+        )
+        assert pair_s <= 3.0 and max(resume_s) <= 3.0 and max(hidden_s) <= 3.0
+        assert counts["resumes_refused"] > 0  # the rogue did answer resumes: in vain
+        assert phone.count("logout") == 0 and phone.popen.poll() is None
+        assert [r["text"] for r in rows] == [f"after the rogue {i}" for i in range(20)]
+        status = run([command("station"), "status", "--control", str(tmp_path / "ctl.sock"),
+                      "--json"])  # fmt: skip
+        sessions = json.loads(status.stdout)["sessions"]
+        assert len(sessions) == 1 and sessions[0]["linked"]
+        rogue.stop()
+        phone.stop()
+        st.stop()
+
+
+def _crash_and_rerun(phone: Proc, host: Host, home: Path, code: str) -> Proc:
+    phone.signal(signal.SIGKILL)
+    phone.popen.wait(10)
+    return link(host, home, code, "--station", "clinic-a")
+
+
+def _rogue_counts(rogue: Proc) -> dict[str, int]:
+    lines = [json.loads(line) for line in rogue.lines if '"packets"' in line]
+    return lines[-1]
+
+
+def _refused_more(line: str, before: int) -> bool:
+    return '"packets"' in line and json.loads(line)["resumes_refused"] > before

@@ -20,7 +20,19 @@ pytestmark = [
 
 def test_audit_scan_finds_the_canary_only_while_the_session_lives(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
-    station = Proc([command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl])
+    station = Proc(
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            *ctl,
+        ]
+    )
     ready = station.wait_for("ready")
     assert station.wait_for("preflight")["checks"]
     home = init_phone(tmp_path / "phone")

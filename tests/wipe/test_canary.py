@@ -77,6 +77,8 @@ def test_no_canary_and_no_file_after_logout(trigger: str, tmp_path: Path) -> Non
             [
                 command("station"),
                 "start",
+                "--host",
+                "127.0.0.1",
                 "--no-mdns",
                 "--port",
                 "0",

@@ -33,7 +33,18 @@ def test_crashed_worker_leaves_nothing(sig: int, tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     station = Proc(
-        [command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl], cwd=cwd
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            *ctl,
+        ],
+        cwd=cwd,
     )
     ready = station.wait_for("ready")
     home = init_phone(tmp_path / "phone")
@@ -78,7 +89,18 @@ def test_aborted_supervisor_leaves_no_core(tmp_path: Path) -> None:
     for core in cores:
         core.unlink()
     ctl = str(tmp_path / "run" / "ctl.sock")
-    argv = [command("station"), "start", "--no-mdns", "--port", "0", "--json", "--control", ctl]
+    argv = [
+        command("station"),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--no-mdns",
+        "--port",
+        "0",
+        "--json",
+        "--control",
+        ctl,
+    ]
     station = Proc(["bash", "-c", 'ulimit -c unlimited; exec "$@"', "bash", *argv], cwd=cwd)
     hardened = station.wait_for("supervisor_hardening")
     assert hardened["not_dumpable"]["applied"] and hardened["no_core"]["applied"]

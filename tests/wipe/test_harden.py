@@ -28,7 +28,19 @@ def _alive(pid: int) -> bool:
 
 def test_workers_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
-    station = Proc([command("station"), "start", "--no-mdns", "--port", "0", "--json", *ctl])
+    station = Proc(
+        [
+            command("station"),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--no-mdns",
+            "--port",
+            "0",
+            "--json",
+            *ctl,
+        ]
+    )
     ready = station.wait_for("ready")
     hardening = station.wait_for("hardening")
     assert hardening["pdeathsig"]["applied"] and hardening["no_core"]["applied"]

@@ -31,7 +31,7 @@ for mp in $(awk '{{print $2}}' /proc/self/mounts | sort -u); do
 done
 mount -t tmpfs -o size=16m,mode=0700 fs-scratch {scratch}
 if touch {probe} 2>/dev/null; then echo '{{"event":"writable"}}'; fi
-{station} start --no-mdns --port 0 --json --control {scratch}/ctl.sock &
+{station} start --host 127.0.0.1 --no-mdns --port 0 --json --control {scratch}/ctl.sock &
 pid=$!
 trap 'kill -TERM $pid' TERM
 wait $pid || true

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,79 @@ class WebSocketTransport:
         # The reason is one of the core's fixed close reasons: it leaks nothing.
         with contextlib.suppress(ConnectionClosed):
             await self._ws.close(CLOSE_PROTOCOL, reason[:120])
+
+
+class QueuedTransport:
+    """A transport whose ``send`` and ``close`` never wait on the network.
+
+    The pump hands bytes over while it drains the core; one socket whose peer vanished
+    (WiFi gone: the TCP buffer fills, a close waits for an answer that never comes)
+    must not hold up the drain, or every other transport's events wait behind it. So
+    records go into a bounded buffer that a task of this socket writes out, each send
+    and the final close under a deadline; past the bound or a deadline the socket is
+    aborted (the core notices a lost transport and resumes on another).
+    """
+
+    MAX_PENDING = 8 * 1024 * 1024
+    SEND_DEADLINE = 5.0
+    CLOSE_DEADLINE = 1.0
+
+    def __init__(self, ws: ClientConnection | ServerConnection) -> None:
+        self.ws = ws
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._close: tuple[int, str] | None = None
+        self._task = asyncio.create_task(self._run())
+
+    async def send(self, data: bytes) -> None:
+        if self._close is not None:
+            return
+        if self._pending_bytes + len(data) > self.MAX_PENDING:
+            self.abort()
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._wake.set()
+
+    async def close(self, reason: str) -> None:
+        # The reason is one of the core's fixed close reasons: it leaks nothing.
+        if self._close is None:
+            self._close = (CLOSE_PROTOCOL, reason[:120])
+            self._wake.set()
+
+    def abort(self) -> None:
+        self._close = self._close or (CLOSE_PROTOCOL, "aborted")
+        self._pending.clear()
+        self._pending_bytes = 0
+        transport = self.ws.transport
+        if transport is not None:
+            transport.abort()
+        self._wake.set()
+
+    async def closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                while self._pending:
+                    data = self._pending.popleft()
+                    self._pending_bytes -= len(data)
+                    async with asyncio.timeout(self.SEND_DEADLINE):
+                        await self.ws.send(data)
+                if self._close is not None:
+                    break
+                self._wake.clear()
+                await self._wake.wait()
+            code, reason = self._close
+            async with asyncio.timeout(self.CLOSE_DEADLINE):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self.abort()
+        except ConnectionClosed:
+            pass
 
 
 async def pump_connection(pump: EndpointPump, ws: ClientConnection | ServerConnection) -> None:
