@@ -212,12 +212,12 @@ def link(
             click.echo("detached; run the same command again to resume the link", err=True)
         else:
             click.echo("stopped before pairing: nothing was linked", err=True)
-        sys.exit(130)
+        raise click.exceptions.Exit(130) from None
     except OfferFormatError as exc:
         _fail(f"not a valid pairing URI or code: {exc}", 2)
     except (PhoneError, TunnelError) as exc:
         _fail(str(exc))
-    sys.exit(code)
+    raise click.exceptions.Exit(code)
 
 
 def _json_printer(event: dict[str, Any]) -> None:
@@ -378,7 +378,7 @@ def unlink(
         else:
             failed = True
             click.echo(f"medic-phone: {_not_reached(name, reply)}", err=True)
-    sys.exit(1 if failed else 0)
+    raise click.exceptions.Exit(1 if failed else 0)
 
 
 def _not_reached(station: str, reply: UnlinkReply) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -20,9 +19,20 @@ HOME = click.option(
 )
 
 
+class Fail(click.ClickException):
+    """The command cannot do what was asked: one line on stderr, and its exit status
+    (1: it failed; 2: what was typed is not valid)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"medic-phone: {self.format_message()}", err=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"medic-phone: {message}", err=True)
-    sys.exit(code)
+    raise Fail(message, code)
 
 
 def open_store(

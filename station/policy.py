@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+INACTIVITY = 120.0  # seconds without input at the kiosk
+MAX_SESSION = 12 * 3600.0  # seconds since pairing
+WIPE_EVERY = 3600.0  # the scheduled wipe's period, from the daemon's start
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    inactivity: float = 120.0  # seconds without input at the kiosk
-    max_session: float = 12 * 3600.0  # seconds since pairing
-    wipe_every: float = 3600.0  # the scheduled wipe's period, from the daemon's start
+    inactivity: float = INACTIVITY
+    max_session: float = MAX_SESSION
+    wipe_every: float = WIPE_EVERY
 
 
 @dataclass(frozen=True)

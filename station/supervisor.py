@@ -49,13 +49,21 @@ from station.kiosk.browser import KioskBrowser
 from station.kiosk.pairing_screen import PairingScreen
 from station.lock import DirectoryLock, LockHeld
 from station.phone_socket import PhoneSocket
-from station.policy import LogoutPolicy, PolicyConfig, SessionTimes
+from station.policy import (
+    INACTIVITY,
+    MAX_SESSION,
+    WIPE_EVERY,
+    LogoutPolicy,
+    PolicyConfig,
+    SessionTimes,
+)
 from station.safedir import private_dir
 from station.workers import WorkerHandle, WorkerInfo
 from tunnel.aio.websocket import ws_options
 from tunnel.errors import MalformedRecord
 from tunnel.events import Settings
 from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
+from tunnel.queue import DEFAULT_MAX_COUNT
 from tunnel.refusal import code_paused_message
 from wire import pipe
 from wire.control import STATION_REQUESTS, AcceptCounts, SessionStatus, Status, StatusReply
@@ -71,13 +79,13 @@ class StationConfig:
     host: str = "0.0.0.0"  # noqa: S104 (all interfaces: phones are on the LAN)
     port: int = 8765
     mdns: bool = True
-    inactivity: float = 120.0
-    max_session: float = 12 * 3600.0
-    wipe_every: float = 3600.0
+    inactivity: float = INACTIVITY
+    max_session: float = MAX_SESSION
+    wipe_every: float = WIPE_EVERY
     control: Path | None = None
     offer_ttl: float = 30.0
     max_sessions: int = 16
-    queue_limit: int = 10_000
+    queue_limit: int = DEFAULT_MAX_COUNT
     command_ttl: float | None = None  # seconds; a command older on arrival is kept apart
     ui: bool = True  # serve the kiosk page on 127.0.0.1
     ui_port: int = 0

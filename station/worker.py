@@ -394,9 +394,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--name", required=True)
     parser.add_argument("--address", action="append", default=[], help="HOST:PORT, repeatable")
     parser.add_argument("--control-dir", required=True)
-    parser.add_argument("--offer-ttl", type=float, default=30.0)
+    parser.add_argument("--offer-ttl", type=float, required=True)
     parser.add_argument("--ppid", type=int, required=True)
-    parser.add_argument("--queue-limit", type=int, default=10_000)
+    parser.add_argument("--queue-limit", type=int, required=True)
     # The station's wrong-code streak so far (see CodeBackoff.carried_over).
     parser.add_argument("--code-streak", type=int, default=0)
     parser.add_argument("--code-quiet-s", type=float, default=0.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunnel.queue import DEFAULT_MAX_COUNT
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -12,7 +14,7 @@ class Settings:
     max_record: int = 65536
     rekey_interval: int = 1 << 16
     window: int = 1024
-    queue_max_count: int = 10_000
+    queue_max_count: int = DEFAULT_MAX_COUNT
     queue_max_bytes: int = 16 * 1024 * 1024
     ping_interval: float = 1.0
     link_timeout: float = 3.0
