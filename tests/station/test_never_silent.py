@@ -71,6 +71,7 @@ def test_ctrl_c_before_pairing_says_nothing_was_linked(tmp_path: Path) -> None:
     assert "stopped before pairing: nothing was linked" in said and "detached" not in said
 
 
+@pytest.mark.slow  # two status lines, 10 s apart
 def test_a_linked_phone_that_lost_the_station_keeps_trying_and_says_so(tmp_path: Path) -> None:
     station = start_station(tmp_path)
     home = init_phone(tmp_path / "phone")

@@ -100,6 +100,7 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.slow
 @requires_root
 def test_a_rogue_station_can_point_but_never_decide(tmp_path: Path) -> None:
     """Same name, 30 fake adverts, spoofed answers and goodbyes for the real station,
