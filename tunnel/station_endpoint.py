@@ -195,7 +195,9 @@ class StationEndpoint(Endpoint):
 
     def _code_guess(self, c: _Conn, driver: StationCodePairing, data: bytes, now: float) -> None:
         if not self._unpaired():
-            self._refuse(c, RefuseCode.WRONG_CODE, WRONG_CODE_MESSAGE)
+            # Someone else paired meanwhile: this guess was never checked, and calling
+            # it wrong would misinform a medic (and count as a guess it was not).
+            self._refuse(c, RefuseCode.OFFER_USED, "offer already used")
             return
         paused = self.offers.paused_for(now)
         if paused > 0:
