@@ -15,13 +15,13 @@ PANELS = (
     ("station_pss_sum_mb", "station memory (PSS, all processes)", "MB"),
 )
 WIDTH, HEIGHT = 320, 200
-LEFT, RIGHT, TOP, BOTTOM = 48, 16, 34, 34
+LEFT, RIGHT, TOP, BOTTOM = 56, 36, 34, 34
 
 
 def _panel(points: Sequence[dict[str, Any]], key: str, title: str, unit: str) -> list[str]:
     xs = [int(p["phones"]) for p in points]
     ys = [float(p[key]) for p in points]
-    top = max(ys) * 1.15 or 1.0
+    top = max(ys) * 1.3 or 1.0  # room above the highest point for its label
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(i: int) -> float:
@@ -36,7 +36,7 @@ def _panel(points: Sequence[dict[str, Any]], key: str, title: str, unit: str) ->
         f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" y2="{TOP + plot_h}"'
         ' stroke="#444"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#444"/>',
-        f'<text x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{top:.3g}</text>',
+        f'<text x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{_number(top)}</text>',
         f'<text x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end">0</text>',
         f'<text x="{WIDTH / 2}" y="{HEIGHT - 4}" text-anchor="middle">phones</text>',
     ]
@@ -45,10 +45,15 @@ def _panel(points: Sequence[dict[str, Any]], key: str, title: str, unit: str) ->
     for i, (n, v) in enumerate(zip(xs, ys, strict=True)):
         out += [
             f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" fill="#1565c0"/>',
-            f'<text x="{x(i):.1f}" y="{y(v) - 8:.1f}" text-anchor="middle">{v:.3g}</text>',
+            f'<text x="{x(i):.1f}" y="{y(v) - 8:.1f}" text-anchor="middle">{_number(v)}</text>',
             f'<text x="{x(i):.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">{n}</text>',
         ]
     return out
+
+
+def _number(value: float) -> str:
+    """Three significant digits, without an exponent."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def scale_svg(points: Sequence[dict[str, Any]], caption: str) -> str:

@@ -1,7 +1,7 @@
 """The station as sessions add up: N phones through the real station and the fault proxy.
 
 For each N, a fresh ``station start`` and a ``FaultProxy`` in front of it; N phones pair
-one after another through the proxy. Then, for ``duration`` seconds, every phone is
+one after another through the proxy (their stores on a tmpfs: see ``PHONES_DIR``). Then, for ``duration`` seconds, every phone is
 sent ``rate`` commands a second (as ``station send`` sends them) while the proxy cuts
 every link every ``cut_every`` seconds. Figures:
 
@@ -52,9 +52,19 @@ class ScaleConfig:
     pin: str | None = None  # taskset CPU list for the station
 
 
+# The phones' stores: in RAM where there is a tmpfs. 32 real phones commit to 32 flash
+# chips; 32 stores on this one disk would measure the bench's disk (their fsyncs queue
+# behind each other), not the station. The durable path's own cost on a disk is in the
+# main figures.
+PHONES_DIR = "/dev/shm" if Path("/dev/shm").is_dir() else None
+
+
 async def scale_point(phones: int, config: ScaleConfig) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
+    with (
+        tempfile.TemporaryDirectory() as tmp_dir,
+        tempfile.TemporaryDirectory(dir=PHONES_DIR) as phones_dir,
+    ):
+        tmp, homes = Path(tmp_dir), Path(phones_dir)
         station = await Station.start(tmp, max_sessions=phones + 1, pin=config.pin)
         proxy = FaultProxy(("127.0.0.1", 0), ("127.0.0.1", station.port))
         await proxy.start()
@@ -62,7 +72,7 @@ async def scale_point(phones: int, config: ScaleConfig) -> dict[str, Any]:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 fleet = [
-                    await stack.enter_async_context(phone(tmp / f"phone-{i}"))
+                    await stack.enter_async_context(phone(homes / f"phone-{i}"))
                     for i in range(phones + 1)
                 ]
                 visitor, fleet = fleet[-1], fleet[:-1]
