@@ -10,6 +10,7 @@ them: one JSON line on the session worker's own control socket.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -40,9 +41,11 @@ class BenchPhone:
         self._paired = asyncio.Event()
         self._runner: asyncio.Task[int] | None = None
         self.worker: ControlClient | None = None
+        self.recent: collections.deque[str] = collections.deque(maxlen=12)  # event names
 
     def _emit(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
+        self.recent.append(str(kind))
         if kind == "command":
             self.applied[int(event["seq"])] = time.perf_counter()
             self._changed.set()
@@ -104,6 +107,23 @@ class BenchPhone:
         except TimeoutError:
             raise BenchProcessError(f"seq {seq} not applied within {within} s") from None
         return self.applied[seq]
+
+    def describe(self) -> str:
+        """What this phone last saw, for an error message (names and states only)."""
+        state = "no node"
+        if self.node is not None and self.node.pump is not None:
+            endpoint = self.node.pump.endpoint
+            state = f"linked={endpoint.linked} ended={endpoint.ended!r}"
+        return f"{state}; last events: {', '.join(self.recent)}"
+
+    async def wait_logged_out(self, within: float = 30.0) -> None:
+        try:
+            async with asyncio.timeout(within):
+                await self.logged_out.wait()
+        except TimeoutError:
+            raise BenchProcessError(
+                f"the phone did not see its logout within {within} s ({self.describe()})"
+            ) from None
 
     async def finish(self, within: float = 30.0) -> None:
         """After a logout: the node's run returns (the station said goodbye)."""

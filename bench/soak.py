@@ -89,7 +89,7 @@ async def _cycles(
             return event.get("event") == "wiped" and event.get("session") == session
 
         await station.wait_for(wiped, after=seen)
-        await asyncio.wait_for(medic.logged_out.wait(), 30)
+        await medic.wait_logged_out()
         await medic.finish()
         if ended.undelivered == 0 and len(medic.applied) == commands:
             wiped_clean += 1
