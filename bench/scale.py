@@ -1,9 +1,9 @@
 """The station as sessions add up: N phones through the real station and the fault proxy.
 
 For each N, a fresh ``station start`` and a ``FaultProxy`` in front of it; N phones pair
-one after another through the proxy (their stores on a tmpfs: see ``PHONES_DIR``). Then, for ``duration`` seconds, every phone is
-sent ``rate`` commands a second (as ``station send`` sends them) while the proxy cuts
-every link every ``cut_every`` seconds. Figures:
+one after another through the proxy (their stores on a tmpfs: see ``PHONES_DIR``). Then,
+for ``duration`` seconds, every phone is sent ``rate`` commands a second (as ``station
+send`` sends them) while the proxy cuts every link every ``cut_every`` seconds. Figures:
 
 * delivery latency: from the send to the commit on the phone, for commands whose
   flight does not overlap an outage of their phone (an outage: from a cut until that
