@@ -49,7 +49,7 @@ def test_layers(package: str) -> None:
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("package", ["station", "medic_phone", "wire", "wipe", "drill"])
+@pytest.mark.parametrize("package", ["station", "medic_phone", "wire", "wipe", "lan", "drill"])
 def test_the_product_never_imports_the_test_kit(package: str) -> None:
     wrong = [(w, n) for w, n in _imports(package) if n.startswith(("tunnel.testing", "tests"))]
     assert not wrong, wrong

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from station.supervisor import StationConfig, default_control_path
+from station.config import StationConfig, default_control_path
 from wire import WireError, jsonlines
 from wire.control import STATION_REQUESTS, Failure
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from station.cli.common import DURATION, ask, control_option, undelivered_note
-from station.supervisor import rfc3339_now
+from station.config import rfc3339_now
 from wire import WireError, jsonlines
 from wire.codec import to_json
 from wire.control import (

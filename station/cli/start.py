@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from station.cli.common import DEFAULTS, DURATION, Fail, control_option, undelivered_note
+from station.config import StationConfig, rfc3339_now
 from station.errors import StationError
 from station.kiosk.browser import DEFAULT_BROWSER, check_browser
-from station.supervisor import StationConfig, Supervisor, rfc3339_now
+from station.supervisor import Supervisor
 
 
 @click.command()
