@@ -67,9 +67,10 @@ class ControlClient:
 class Station:
     """``station start`` as a child process, with its events and its control socket."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, control: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, control: Path, stderr: Path) -> None:
         self.proc = proc
         self.control_path = control
+        self.stderr_path = stderr
         self.events: list[Event] = []
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -89,15 +90,17 @@ class Station:
             argv.append("--no-ui")
         if pin is not None:
             argv = ["taskset", "-c", pin, *argv]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            limit=1 << 22,
-        )
-        station = cls(proc, control)
+        stderr = tmp / "station.stderr"
+        with stderr.open("wb") as stderr_file:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr_file,
+                start_new_session=True,
+                limit=1 << 22,
+            )
+        station = cls(proc, control, stderr)
         try:
             ready = await station.wait_for(lambda e: e.get("event") == "ready", 60)
             station.port = int(ready["port"])
@@ -134,12 +137,20 @@ class Station:
                             return event
                     seen = max(seen, len(self.events))
                     if self._reader.done():
-                        raise BenchProcessError("the station exited")
+                        raise BenchProcessError(f"the station exited: {self._last_words()}")
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
             pass
         raise BenchProcessError(f"no matching station event within {within} s")
+
+    def _last_words(self) -> str:
+        """The end of the station's stderr: why it exited, in its own words."""
+        try:
+            lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no stderr)"
+        return " | ".join(lines[-3:]) or "(nothing on stderr)"
 
     async def ask(self, request: object, expected: type[R]) -> R:
         assert self.control is not None
