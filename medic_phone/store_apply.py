@@ -13,7 +13,7 @@ and one ``synchronous=FULL`` commit. Rows keep their native types (a sealed valu
 stays a BLOB). The table and triggers live in the connection's TEMP schema: nothing is
 added to the store's file, and nothing of a burst outlives it there.
 
-The caller (``PhoneStore.apply_commands``) decides in Python which commands are new,
+The caller (``medic_phone.store_commands``) decides in Python which commands are new,
 from the cursor it last read or wrote; the trigger checks that cursor against the file
 and aborts the statement if it moved (another process, a stale cache), so the cached
 cursor is never trusted blindly. Rows carry their burst's number, so the rows of a

@@ -267,7 +267,7 @@ _CRASHER = textwrap.dedent(
         if mode == "mid-transaction":
             # The command row is written, inside the apply's transaction; the cursor
             # update and the commit never happen: the process dies in the statement.
-            db = store._db
+            db = store._core.db
             await db.create_function("die", 0, die)
             await db.execute(
                 "CREATE TEMP TRIGGER crash AFTER INSERT ON main.commands"
