@@ -302,9 +302,11 @@ def log(home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
 def say(home: Path | None, passphrase_file: Path | None, chat: str, text: str) -> None:
     """Add a message to the phone's own chats (as if typed on the phone).
 
-    A running `link` pushes it to the station's mirror within a second.
+    Every running `link` is told at once and pushes it to its station's mirror.
     """
     import time
+
+    from medic_phone.link_control import tell_links
 
     directory = resolve_home(str(home) if home else None)
 
@@ -319,6 +321,7 @@ def say(home: Path | None, passphrase_file: Path | None, chat: str, text: str) -
         version = asyncio.run(add())
     except PhoneError as exc:
         _fail(str(exc))
+    tell_links(directory)
     click.echo(f"added (version {version})")
 
 

@@ -15,7 +15,7 @@ import click
 from medic_phone.cli_common import HOME, fail, open_store, warn_if_clear
 from medic_phone.errors import PhoneError
 from medic_phone.keystore import resolve_home
-from medic_phone.link_control import ask, running_links
+from medic_phone.link_control import ask, running_links, tell_links
 from medic_phone.node import TYPED_MESSAGES
 from medic_phone.passphrase import passphrase_file_option, unlock
 from medic_phone.store import PhoneStore
@@ -141,6 +141,8 @@ def _decide(
 
     if not _run(_with_store(directory, passphrase_file, decide)):
         fail(f"no command {seq} is waiting")
+    if confirm:
+        tell_links(directory)  # its message: the other links' mirrors show it
     click.echo(f"[{seq}] {verb} (no link is running: the station hears of it no more)")
 
 

@@ -4,7 +4,11 @@ Each ``medic-phone link`` holds an advisory ``flock`` on a file named after its 
 (the offer or code it was made from), so a second ``link`` of the same link is refused
 with the holder's pid instead of racing it for the resumption secret. Beside the lock,
 the running link answers ``wire.control`` requests on a 0600 Unix socket: ``info``,
-``unlink`` and ``decide``. Other links of the same phone have their own.
+``unlink``, ``decide`` and ``changed``. Other links of the same phone have their own.
+
+A process that writes to the phone's store (``medic-phone say``, ``confirm``, a link
+applying commands) tells every other running link with ``changed`` (``tell_links``),
+so each pushes the change to its station's mirror at once instead of finding it later.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TypeVar
 
 from medic_phone.errors import PhoneError
 from wire import WireError, jsonlines
-from wire.control import LINK_REQUESTS, Failure, Info, InfoReply
+from wire.control import LINK_REQUESTS, Changed, Failure, Info, InfoReply, Noted
 
 Handler = Callable[[object], Awaitable[object]]
 R = TypeVar("R")
@@ -72,7 +76,7 @@ class LinkLock:
 
 
 class ControlSocket:
-    """The running link's 0600 socket (``wire.control``: info, unlink, decide)."""
+    """The running link's 0600 socket (``wire.control``: info, unlink, decide, changed)."""
 
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path = path
@@ -115,3 +119,19 @@ def ask(path: Path, request: object, expected: type[R], *, timeout: float) -> R 
         raise PhoneError(f"no running link answers: {exc}") from None
     except WireError as exc:
         raise PhoneError(f"the running link sent a malformed reply: {exc}") from None
+
+
+TELL_TIMEOUT = 1.0  # s: a link too busy to take note this fast finds the change itself
+
+
+def tell_links(home: Path, *, skip: Path | None = None) -> int:
+    """Tell every link running from ``home`` (but ``skip``) that the store changed; how
+    many took note. Never fails: a link that does not answer notices the change on its
+    own (``medic_phone.chores``: its ``data_version`` recheck)."""
+    told = 0
+    for path in sorted(home.glob("link-*.sock")):
+        if path == skip:
+            continue
+        with contextlib.suppress(PhoneError):
+            told += isinstance(ask(path, Changed(), Noted, timeout=TELL_TIMEOUT), Noted)
+    return told

@@ -1,30 +1,45 @@
 """The running phone node behind ``medic-phone link``.
 
 It pairs (or resumes a link it already has), then stays linked: it reconnects and
-resumes across drops until logout or Ctrl-C. Each station command is applied exactly
-once (the command and the receive cursor in one SQLite transaction, acknowledged to
-the tunnel only after that commit), and the phone's chats and messages are pushed to
-the station: a snapshot when the link comes up, then the changes since.
+resumes across drops until logout or Ctrl-C. The node routes the tunnel's events to
+the part that owns each job:
+
+* ``node_apply``: each station command applied exactly once (group commit, ack after
+  the commit), and the medic's decisions on the ones kept apart;
+* ``node_push``: the phone's chats and messages pushed to the station's mirror, a
+  snapshot when the link first comes up, then the changes since;
+* ``node_notices``: the station's notices and the session's wipe receipt;
+* ``node_control``: the link's control socket (``info``, ``unlink``, ``decide``,
+  ``changed``).
+
+Its background work runs on deadlines (``medic_phone.chores``), never on a tick: a
+push goes out right after the commit that made the change, or when another process
+that wrote to the store says so (``changed``), with a ``data_version`` recheck as the
+backstop for a writer that did not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from medic_phone.chores import Chores
 from medic_phone.connect import Linker
 from medic_phone.errors import PhoneError
-from medic_phone.link_control import ControlSocket, LinkLock, link_tag
+from medic_phone.link_control import ControlSocket, LinkLock, link_tag, tell_links
+from medic_phone.node_apply import KIOSK_CHAT, TYPED_MESSAGES, CommandApplier
+from medic_phone.node_control import ControlHandler
+from medic_phone.node_notices import NoticeKeeper
+from medic_phone.node_push import Pusher
 from medic_phone.station_news import StationNews, device_notice
-from medic_phone.store import IncomingCommand, PhoneStore, TypedMessages
+from medic_phone.store import PhoneStore
 from medic_phone.targets import Target
 from tunnel.aio.pump import EndpointPump
-from tunnel.errors import QueueFull, SessionClosed
 from tunnel.events import (
     AttemptFailed,
     Event,
@@ -42,43 +57,18 @@ from tunnel.events import (
 from tunnel.identity import PhoneIdentity
 from tunnel.refusal import gap_message
 from tunnel.session import PhoneEndpoint, PhoneState
-from wire import WireError
-from wire.app import (
-    Command,
-    Fates,
-    Policy,
-    Receipt,
-    ReceiptKey,
-    decode,
-    encode,
-    encode_row,
-    encode_update_parts,
-)
-from wire.control import (
-    Decide,
-    DecideReply,
-    Failure,
-    Info,
-    InfoReply,
-    LogoutDeadline,
-    Unlink,
-    UnlinkReply,
-)
+from wire.app import Receipt, encode
+from wire.control import DecideReply, Failure
 
-PUSH_INTERVAL = 0.2  # seconds between checks for local changes to push
-CONTACT_DELAY = 1.0  # seconds before the last contact with the station is written down
-KIOSK_CHAT = "kiosk"
-# A command typed at the kiosk becomes a message in the chat it was typed in, when the
-# phone has that chat, or else in the kiosk chat.
-TYPED_MESSAGES = TypedMessages("medic (kiosk)", KIOSK_CHAT, "Typed at the kiosk")
 Emit = Callable[[dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 class LinkFailed(PhoneError):
     """Pairing or linking could not complete (wrong code, used offer, station gone)."""
 
 
-__all__ = ["LinkFailed", "PhoneNode", "Target"]
+__all__ = ["KIOSK_CHAT", "TYPED_MESSAGES", "LinkFailed", "PhoneNode", "Target"]
 
 
 class PhoneNode:
@@ -99,20 +89,27 @@ class PhoneNode:
         self.settings = settings or Settings(auto_ack=False)
         self.link_id: str | None = None
         self.pump: EndpointPump | None = None
-        self._pushed_version = 0
-        self._links_up = 0
-        self._ended: str | None = None
-        self._pairing_failed: str | None = None
-        self._gap: str | None = None  # a resume gap the station named
-        self._pending: list[tuple[int, Command]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._ended_event = asyncio.Event()
-        self._ended_how: SessionEnded | None = None
         self.news = StationNews()
         self.device_name = device_name
         self.linker: Linker | None = None
         self.last_contact: float | None = None
-        self._contact_writer: asyncio.Task[None] | None = None
+        self._contact_written: float | None = None  # the last contact the store has
+        self.target_station = ""
+        self._target_key = ""
+        self.ended = asyncio.Event()  # the session is over (logged out)
+        self.ended_how: SessionEnded | None = None
+        self.chores = Chores()  # when the background work is due (a test may swap it)
+        self._links_up = 0
+        self._pairing_failed: str | None = None
+        self._gap: str | None = None  # a resume gap the station named
+        self._applier = CommandApplier(self)
+        self._pusher = Pusher(self)
+        self._notices = NoticeKeeper(self)
+        self._control = ControlHandler(self)
+        self._wake = asyncio.Event()
+        self._socket: Path | None = None
+        self._tell_others = False  # this process changed the store: other links hear
+        self._telling: asyncio.Future[int] | None = None
 
     # -- running -----------------------------------------------------------------------
 
@@ -147,7 +144,8 @@ class PhoneNode:
                 code=target.code,
                 parallel=True,
             )
-        self._target = target
+        self._target_key = target.key
+        self.target_station = target.station
         self.pump = EndpointPump(endpoint, self._on_event)
         self.linker = linker = Linker(
             self.pump,
@@ -156,18 +154,19 @@ class PhoneNode:
             persist=self._save_state,
             saved_addresses=endpoint.addresses,
         )
-        control = ControlSocket(self.home / f"link-{link_tag(target.key)}.sock", self._request)
+        self._socket = self.home / f"link-{link_tag(target.key)}.sock"
+        control = ControlSocket(self._socket, self._control)
         await control.start()
-        pusher = asyncio.create_task(self._push_loop())
+        chores = asyncio.create_task(self._do_chores())
         try:
             await linker.run()
         finally:
-            pusher.cancel()
+            self._tell_others = False  # nothing new is told once the link stops
+            chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pusher
-            if self._contact_writer is not None and not self._contact_writer.done():
-                self._contact_writer.cancel()
-                await self._write_contact(0)  # the last contact, before the store closes
+                await chores
+            if self.last_contact != self._contact_written:
+                await self._write_contact()  # the last contact, before the store closes
             await self.pump.aclose()
             await control.stop()
         if self._pairing_failed is not None:
@@ -196,26 +195,28 @@ class PhoneNode:
             await self.linker.on_event(event)
         if isinstance(event, Paired):
             self.link_id = event.session_id.hex()
-            await self.store.create_link(self.link_id, station=event.station, key=self._target.key)
+            await self.store.create_link(self.link_id, station=event.station, key=self._target_key)
             self.emit({"event": "paired", "station": event.station, "session": self.link_id})
         elif isinstance(event, StateChanged):
             assert self.link_id is not None
             await self.store.save_link_state(self.link_id, endpoint.export_state().to_bytes())
         elif isinstance(event, NoticeReceived):
-            await self._on_notice(event.payload)
+            await self._notices.notice(event.payload)
         elif isinstance(event, LinkUp):
-            self._note_contact()
+            self._heard()
             await self.pump.notify(encode(device_notice(self.device_name)))
             self._links_up += 1
             if self._links_up > 1 or event.resumed:
                 self.emit({"event": "link_up"})
-            if self._links_up == 1:
-                await self._push_snapshot()
+            if self._links_up == 1 and not await self._pusher.snapshot():
+                self.chores.push_failed(self._now())
+            self.chores.linked(self._now())
+            self._wake.set()
         elif isinstance(event, LinkDown):
-            self._note_contact()
+            self._heard()
             self.emit({"event": "link_down"})
         elif isinstance(event, MessageReceived):
-            await self._apply(event.seq, event.payload)
+            self._applier.received(event.seq, event.payload)
         elif isinstance(event, PairingFailed):
             self._pairing_failed = event.reason
             self.emit({"event": "pairing_failed", "reason": event.reason})
@@ -233,246 +234,104 @@ class PhoneNode:
         elif isinstance(event, SessionEnded):
             if self.linker is not None:
                 await self.linker.on_event(event)
-            self._ended_how = event
-            self._ended_event.set()
-            self._ended = event.reason
+            self.ended_how = event
+            self.ended.set()
+            self.chores.ended()
             details = endpoint.ended_details
             if details is not None and details.receipt and self.link_id is not None:
-                await self._ended_receipt(details.receipt)
+                await self._notices.ended_receipt(details.receipt)
             if self.link_id is not None and self._gap is None:
                 await self.store.end_link(self.link_id, event.reason)
                 self.emit({"event": "logout", "reason": _logout_reason(event)})
 
-    def _note_contact(self) -> None:
-        """The station was heard now. The store learns it a moment later, in the
-        background (for `medic-phone links` once this process is gone): never on the path
-        of a link coming back, where a commit would hold up the resume."""
+    # -- what the parts tell the node --------------------------------------------------
+
+    def changed_here(self) -> None:
+        """This process committed a change the mirror needs (commands became messages)."""
+        self._tell_others = True
+        self.changed_elsewhere()
+
+    def changed_elsewhere(self) -> None:
+        """The store holds a change the mirror may not have: push it now."""
+        self.chores.changed(self._now())
+        self._wake.set()
+
+    def _heard(self) -> None:
+        """The station was heard now. The store learns it a moment later (for `medic-phone
+        links` once this process is gone): never on the path of a link coming back,
+        where a commit would hold up the resume."""
         self.last_contact = time.time()
-        if self._contact_writer is None or self._contact_writer.done():
-            self._contact_writer = asyncio.create_task(self._write_contact(CONTACT_DELAY))
-
-    async def _write_contact(self, delay: float) -> None:
-        await asyncio.sleep(delay)  # the latest contact of a burst of link changes
-        if self.link_id is not None and self.last_contact is not None:
-            with contextlib.suppress(PhoneError):
-                await self.store.touch_link(self.link_id, self.last_contact)
-
-    async def _apply(self, seq: int, payload: bytes) -> None:
-        # Group commit: a burst of commands is applied in one transaction (one fsync),
-        # and acknowledged to the tunnel only after that commit.
-        try:
-            message = decode(payload)
-        except WireError:
-            message = Command("(unreadable command)")
-        command = message if isinstance(message, Command) else Command("(unreadable command)")
-        self._pending.append((seq, command))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        assert self.pump is not None and self.link_id is not None
-        await asyncio.sleep(0)  # let the rest of the burst arrive
-        while self._pending:
-            batch, self._pending = self._pending, []
-            endpoint = self.pump.endpoint
-            station = endpoint.station if isinstance(endpoint, PhoneEndpoint) else ""
-            now = time.time()
-            late = {seq: self.news.expired(c, now) for seq, c in batch}
-            applied = await self.store.apply_commands(
-                [
-                    IncomingCommand(
-                        self.link_id, seq, c.text, station, now, c.chat, late[seq] is not None
-                    )
-                    for seq, c in batch
-                ],
-                as_messages=TYPED_MESSAGES,
-            )
-            new = [item for item, fresh in zip(batch, applied, strict=True) if fresh]
-            expired = []
-            for seq, command in new:
-                over = late[seq]
-                if over is None:
-                    self.emit({"event": "command", "seq": seq, "text": command.text})
-                else:
-                    expired.append(seq)
-                    self.emit(
-                        {
-                            "event": "expired",
-                            "seq": seq,
-                            "late_s": round(over, 1),
-                            "ttl": command.ttl,
-                        }
-                    )
-            if self.pump.endpoint.ended is None:
-                if expired:
-                    # Said before the ack: the station never counts these as applied.
-                    with contextlib.suppress(QueueFull, SessionClosed):
-                        await self.pump.send(encode(Fates(expired=tuple(expired))))
-                await self.pump.acknowledge(batch[-1][0])
-
-    # -- pushing the phone's state ------------------------------------------------------
-
-    async def _push_snapshot(self) -> None:
-        version, chats, messages = await self.store.snapshot()
-        await self._push_rows("snapshot", version, chats, messages)
-
-    async def _push_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_INTERVAL)
-            if self.pump is None or self.pump.endpoint.session_id is None:
-                continue
-            if self._links_up == 0:
-                continue
-            version, chats, messages = await self.store.changes_since(self._pushed_version)
-            if version > self._pushed_version:
-                await self._push_rows("changes", version, chats, messages)
-
-    async def _push_rows(
-        self,
-        kind: Literal["snapshot", "changes"],
-        version: int,
-        chats: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
-    ) -> None:
-        """Push in parts that each fit one record: a snapshot first, then changes."""
-        assert self.pump is not None
-        budget = self.pump.endpoint.max_payload - 1024  # room for the envelope
-        part: list[str] = []
-        size = 0
-        for message in messages:
-            encoded = encode_row(message)  # once: sized here, sent as it is
-            row = len(encoded) + 1
-            if part and size + row > budget:
-                await self._push(encode_update_parts(kind, version, chats, part), None)
-                kind, chats, part, size = "changes", [], [], 0
-            if row <= budget:  # a single message too large for a record is not mirrored
-                part.append(encoded)
-                size += row
-        await self._push(encode_update_parts(kind, version, chats, part), version)
-
-    async def _push(self, payload: bytes, version: int | None) -> None:
-        assert self.pump is not None
-        try:
-            await self.pump.send(payload)
-        except (QueueFull, SessionClosed):
-            return  # the next snapshot or change push supersedes this one
-        if version is not None:
-            self._pushed_version = max(self._pushed_version, version)
-
-    # -- local control (unlink) --------------------------------------------------------
-
-    async def _on_notice(self, payload: bytes) -> None:
-        try:
-            notice = decode(payload)
-        except WireError:
-            return  # unsequenced and superseded by the next one: nothing to lose
-        if isinstance(notice, Policy):
-            self.news.on_policy(notice)
-        elif isinstance(notice, ReceiptKey):
-            if self.news.learn_key(notice) and self.link_id is not None:
-                await self.store.set_receipt_key(self.link_id, notice.key)
-        elif isinstance(notice, Receipt):
-            await self.keep_receipt(notice)
-
-    async def _ended_receipt(self, raw: bytes) -> None:
-        """The receipt the station's authenticated SESSION_ENDED carried (we were away)."""
-        assert self.link_id is not None
-        if self.news.receipt_key is None:
-            key = await self.store.receipt_key(self.link_id)
-            if key is not None:
-                self.news.learn_key(ReceiptKey(key))
-        await self.keep_receipt(Receipt(body=raw[64:], signature=raw[:64]))
-
-    async def keep_receipt(self, receipt: Receipt) -> None:
-        """A wipe receipt: checked, kept with the link, and told to the medic."""
-        facts = self.news.check_receipt(receipt)
-        if facts is None or self.link_id is None or facts.session != self.link_id:
-            self.emit({"event": "receipt", "verified": False})
-            return
-        await self.store.add_receipt(self.link_id, receipt.body, receipt.signature, time.time())
-        self.emit(
-            {
-                "event": "receipt",
-                "verified": True,
-                "session": facts.session,
-                "station": facts.station,
-                "reason": facts.reason,
-                "ended": facts.ended,
-                "undelivered_seqs": list(facts.undelivered),
-                "summary": facts.undelivered_text(),
-            }
-        )
-
-    async def _request(self, request: object) -> object:
-        assert self.pump is not None
-        endpoint = self.pump.endpoint
-        assert isinstance(endpoint, PhoneEndpoint)
-        match request:
-            case Info():
-                return InfoReply(
-                    pid=os.getpid(),
-                    station=endpoint.station or self._target.station,
-                    session=self.link_id,
-                    linked=endpoint.linked,
-                    logout_pending=endpoint.logout_pending is not None,
-                    policy=self._policy(),
-                    last_contact=self.last_contact,
-                    queued=endpoint.undelivered,
-                )
-            case Decide(seq, confirm):
-                return await self.decide(seq, confirm=confirm)
-            case Unlink(wait):
-                if not 0 <= wait <= 3600:
-                    return Failure("wait must be 0 to 3600 seconds")
-                return await self._unlink(wait)
-        return Failure(f"not a request of a phone link: {type(request).__name__}")
-
-    def _policy(self) -> LogoutDeadline | None:
-        policy = self.news.policy
-        return None if policy is None else LogoutDeadline(policy.logout_at, policy.reason)
+        self.chores.heard(self._now())
+        self._wake.set()
 
     async def decide(self, seq: int, *, confirm: bool) -> DecideReply | Failure:
         """The medic's word on a command kept apart; the station hears it at once."""
-        assert self.pump is not None
-        if self.link_id is None:
-            return Failure("not linked")
-        done = await self.store.decide(
-            self.link_id, seq, confirm=confirm, as_messages=TYPED_MESSAGES, now=time.time()
-        )
-        if not done:
-            return Failure(f"seq {seq} is not waiting on this link")
-        report = Fates(confirmed=(seq,)) if confirm else Fates(discarded=(seq,))
-        with contextlib.suppress(QueueFull, SessionClosed):
-            await self.pump.send(encode(report))
-        return DecideReply(seq, "applied" if confirm else "discarded")
+        return await self._applier.decide(seq, confirm=confirm)
 
-    async def _unlink(self, wait: float) -> UnlinkReply:
-        """Log the station out and say whether it heard: the session ends only when the
-        station answers our Close; until then the logout is owed and goes again on
-        every reconnection, also after ``wait`` has run out."""
-        assert self.pump is not None
-        endpoint = self.pump.endpoint
-        assert isinstance(endpoint, PhoneEndpoint)
-        if endpoint.session_id is None:
-            await self.pump.close("remote")  # not paired yet: just stop pairing
-            return UnlinkReply(reached=False, paired=False)
-        if endpoint.ended is None:
-            await self.pump.close("remote", confirm=True)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                await self._ended_event.wait()
-        how = self._ended_how
-        if how is not None and (how.confirmed or how.by_peer):
-            return UnlinkReply(
-                reached=True, already_ended=how.by_peer, reason=how.reason, station=endpoint.station
-            )
-        return UnlinkReply(
-            reached=False,
-            station=endpoint.station,
-            waited_s=wait,
-            last_contact=self.last_contact,
-            policy=self._policy(),
+    async def keep_receipt(self, receipt: Receipt) -> None:
+        """A wipe receipt: checked, kept with the link, and told to the medic."""
+        await self._notices.keep_receipt(receipt)
+
+    # -- background work, on deadlines -------------------------------------------------
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _do_chores(self) -> None:
+        """Sleep until the next chore's deadline or a wake-up; do what is due."""
+        seen: int | None = None
+        with contextlib.suppress(PhoneError):
+            seen = await self.store.data_version()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(self.chores.next_deadline()):
+                    await self._wake.wait()
+            self._wake.clear()
+            due = self.chores.due(self._now())
+            if due.contact:
+                await self._write_contact()
+            if due.recheck:
+                with contextlib.suppress(PhoneError):
+                    version = await self.store.data_version()
+                    if version != seen:  # another connection committed
+                        seen = version
+                        self.chores.changed(self._now())
+            if due.push:
+                await self._push()
+
+    async def _push(self) -> None:
+        try:
+            pushed = await self._pusher.changes()
+        except PhoneError as exc:
+            log.warning("push failed: %s", type(exc).__name__)
+            pushed = False
+        if not pushed:
+            self.chores.push_failed(self._now())
+        self._tell()
+
+    def _tell(self) -> None:
+        """The other links of this phone hear of this process's changes (one telling at a
+        time, through a blocking client off the loop: a wedged link stalls nothing)."""
+        if not self._tell_others or (self._telling is not None and not self._telling.done()):
+            return
+        self._tell_others = False
+        self._telling = asyncio.ensure_future(
+            asyncio.to_thread(tell_links, self.home, skip=self._socket)
         )
+        self._telling.add_done_callback(self._told)
+
+    def _told(self, telling: asyncio.Future[int]) -> None:
+        if not telling.cancelled() and telling.exception() is not None:
+            log.warning("telling other links failed: %s", type(telling.exception()).__name__)
+        self._tell()  # what changed meanwhile
+
+    async def _write_contact(self) -> None:
+        at = self.last_contact
+        if self.link_id is not None and at is not None:
+            with contextlib.suppress(PhoneError):
+                await self.store.touch_link(self.link_id, at)
+                self._contact_written = at
 
 
 def _logout_reason(event: SessionEnded) -> str:

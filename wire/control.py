@@ -3,9 +3,9 @@
 Three sockets speak it: the station supervisor's (``station status``, ``logout``,
 ``open`` and the ``route`` that ``station send`` asks first), each session worker's
 (``send``, ``wait``, ``status``: typed text goes to the worker, never through the
-supervisor), and each running phone link's (``info``, ``unlink``, ``decide``). A request
-is ``{"op": NAME, ...fields}``; a reply is ``{"ok": true, ...fields}`` or
-``{"ok": false, "error": why}``.
+supervisor), and each running phone link's (``info``, ``unlink``, ``decide``,
+``changed``). A request is ``{"op": NAME, ...fields}``; a reply is ``{"ok": true,
+...fields}`` or ``{"ok": false, "error": why}``.
 """
 
 from __future__ import annotations
@@ -213,6 +213,14 @@ class Decide:
 
 
 @dataclass(frozen=True, slots=True)
+class Changed:
+    """Another process wrote to the phone's store (``medic-phone say``, ``confirm``,
+    another link of the same phone): push the change to the mirror now."""
+
+    KIND: ClassVar[str] = "changed"
+
+
+@dataclass(frozen=True, slots=True)
 class LogoutDeadline:
     logout_at: float
     reason: str
@@ -248,9 +256,14 @@ class DecideReply:
     state: str
 
 
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """The running link took note (a ``changed``: it pushes in its own time)."""
+
+
 STATION_REQUESTS = Registry("op", (Status, Open, Route, Logout))
 WORKER_REQUESTS = Registry("op", (Send, Wait, WorkerStatus))
-LINK_REQUESTS = Registry("op", (Info, Unlink, Decide))
+LINK_REQUESTS = Registry("op", (Info, Unlink, Decide, Changed))
 
 
 def encode_reply(reply: object) -> bytes:

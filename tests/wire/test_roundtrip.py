@@ -69,6 +69,7 @@ REPLIES = [
     control.InfoReply,
     control.UnlinkReply,
     control.DecideReply,
+    control.Noted,
 ]
 
 
