@@ -27,8 +27,8 @@ import aiosqlite
 from medic_phone import store_apply
 from medic_phone.errors import PhoneUsageError, StoreError
 from medic_phone.store_chats import Chats
-from medic_phone.store_core import StoreCore, rollback
-from medic_phone.store_schema import fetch_all, fetch_one
+from medic_phone.store_core import StoreCore
+from medic_phone.store_schema import fetch_all, fetch_one, rollback
 
 _READ = "SELECT seq, text, station, received_at, link_id FROM commands"
 
@@ -170,19 +170,26 @@ class Commands:
             for c in fresh
         ]
         burst_rows = store_apply.finish(staged, **create)
-        if len(burst_rows) <= store_apply.ALONE:
-            # The last row's statement applies the burst: one transaction, one FULL commit.
-            await db.executemany(store_apply.STAGE, burst_rows)
-        else:
-            # A long burst: staging inside the transaction saves a TEMP transaction per
-            # row (~4 us each), far more than the two hops it costs.
-            await db.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            if len(burst_rows) <= store_apply.ALONE:
+                # The last row's statement applies the burst: one transaction, one commit.
                 await db.executemany(store_apply.STAGE, burst_rows)
-                await db.execute("COMMIT")
-            except BaseException:
-                await rollback(db)
-                raise
+            else:
+                # A long burst: staging inside the transaction saves a TEMP transaction per
+                # row (~4 us each), far more than the two hops it costs.
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    await db.executemany(store_apply.STAGE, burst_rows)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await rollback(db)
+                    raise
+        except BaseException:
+            # Cancelled or failed: SQLite's thread may have committed all the same, so
+            # the cursors kept here are no longer known; read them again next time.
+            for link_id in cursors:
+                self._cursors.pop(link_id, None)
+            raise
         self._cursors.update(cursors)
         self._chats.known |= set(chats)  # committed: they exist for good
         return results

@@ -25,7 +25,7 @@ import aiosqlite
 
 from medic_phone.errors import StoreCorrupt, StoreError
 from medic_phone.sealing import StoreSeal
-from medic_phone.store_schema import fetch_all, fetch_one, translate_error
+from medic_phone.store_schema import fetch_all, fetch_one, rollback, translate_error
 
 
 class StoreCore:
@@ -62,12 +62,13 @@ class StoreCore:
             try:
                 # IMMEDIATE takes the write lock up front: no upgrade deadlock, and the
                 # busy timeout applies to the whole transaction.
-                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
+                    await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield db
                     await db.execute("COMMIT")
                 except BaseException:
-                    # Also after a failed COMMIT, which can leave the transaction open.
+                    # Also after a failed COMMIT, which can leave the transaction open, and
+                    # after a cancelled BEGIN, which SQLite's thread runs all the same.
                     await rollback(db)
                     raise
             except sqlite3.Error as exc:
@@ -106,10 +107,3 @@ class StoreCore:
         if row is None:
             raise StoreCorrupt(f"{self.path} is not a healthy phone store (no change counter)")
         return int(row[0])
-
-
-async def rollback(db: aiosqlite.Connection) -> None:
-    """Take back whatever transaction is open (nothing if none is)."""
-    if db.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            await db.execute("ROLLBACK")

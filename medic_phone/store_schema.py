@@ -8,6 +8,7 @@ previous version intact. Append new steps; never edit a released one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -130,8 +131,8 @@ async def migrate(db: aiosqlite.Connection, path: Path) -> int:
     if found > SCHEMA_VERSION:
         raise StoreError(f"{path} was written by a newer medic-phone (schema {found})")
     for target in range(found + 1, SCHEMA_VERSION + 1):
-        await db.execute("BEGIN IMMEDIATE")
         try:
+            await db.execute("BEGIN IMMEDIATE")
             if await schema_version(db, path) == target - 1:
                 for statement in _MIGRATIONS[target - 1]:
                     await db.execute(statement)
@@ -139,9 +140,7 @@ async def migrate(db: aiosqlite.Connection, path: Path) -> int:
                 await db.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
             await db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
+            await rollback(db)
             raise
     return found
 
@@ -193,3 +192,15 @@ def check_exists(home: Path, path: Path) -> None:
         raise StoreMissing(f"no store in {home}: run `medic-phone init` first")
     if not path.is_file():
         raise StoreCorrupt(f"{path} is not a healthy phone store (not a regular file)")
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Take back whatever transaction is open (nothing if none is).
+
+    Unconditional, not ``if db.in_transaction``: a statement whose await was cancelled
+    (a BEGIN or a COMMIT) is still queued for SQLite's thread, so the flag can be stale
+    when read here. The ROLLBACK queues behind it; "no transaction is active" is fine.
+    Shielded, so a second cancellation cannot leave the transaction open either.
+    """
+    with contextlib.suppress(sqlite3.Error):
+        await asyncio.shield(db.execute("ROLLBACK"))

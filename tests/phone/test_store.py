@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
@@ -144,6 +145,31 @@ async def test_the_same_command_applied_concurrently_lands_once(store: PhoneStor
     )
     assert sorted(results) == [False] * 9 + [True]
     assert await _seqs(store) == [1]
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_transaction_never_leaves_one_open(store: PhoneStore) -> None:
+    # A task cancelled while its BEGIN or COMMIT is on SQLite's thread (a link stopped
+    # at logout) must not leave a transaction open for the next one: the soak found
+    # "cannot start a transaction within a transaction" after ~100 cycles.
+    applied = 0
+    for ticks in range(60):
+        if ticks % 2:
+            task: asyncio.Task[object] = asyncio.create_task(store.commands(LINK))
+        else:
+            task = asyncio.create_task(
+                store.apply_command(LINK, applied + 1, f"c{applied + 1}", "ward-3", 1.0)
+            )
+        for _ in range(ticks % 8):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Whole or nothing, and the store goes on working.
+        applied = await store.delivered(LINK)
+        assert await _seqs(store) == list(range(1, applied + 1))
+        assert await store.find_link("no such key") is None
+    assert await store.apply_command(LINK, applied + 1, "after", "ward-3", 2.0)
 
 
 @pytest.mark.asyncio
