@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from tunnel.conn import Conn
+from tunnel.endpoint import Endpoint
 from tunnel.entropy import SESSION_ID, random_bytes
 from tunnel.errors import PeerError, ResumeRefused
 from tunnel.events import (
@@ -42,7 +44,7 @@ from tunnel.refusal import (
     gap_message,
     seq_ranges,
 )
-from tunnel.session import ConnState, Endpoint, _Conn
+from tunnel.states import SessionEvent, SessionState, TransportEvent, TransportState
 from tunnel.station_handshake import (
     PhonePaired,
     StationCodePairing,
@@ -57,7 +59,7 @@ CODE_HELLOS_PER_S = 8.0
 CODE_HELLO_BURST = 8.0
 
 
-class StationEndpoint(Endpoint):
+class StationEndpoint(Endpoint[StationCodePairing]):
     _SEEN_EPHEMERALS = 256
     MAX_PENDING = 8  # unconfirmed resumes whose secret is still accepted
 
@@ -81,7 +83,8 @@ class StationEndpoint(Endpoint):
         self._secret = b""  # confirmed resumption secret
         self._pending: deque[bytes] = deque()  # from resumes not confirmed yet
         self._seen: deque[bytes] = deque(maxlen=self._SEEN_EPHEMERALS)
-        self._pairing: tuple[int, bytes] | None = None  # (conn, session id) awaiting confirmation
+        # CONFIRMING's data: the transport and the session id the phone must confirm.
+        self._pairing: tuple[int, bytes] | None = None
         self._code_tokens = CODE_HELLO_BURST
         self._tokens_at = now
         self.fingerprint: str | None = None
@@ -94,10 +97,11 @@ class StationEndpoint(Endpoint):
 
     @property
     def offer_open(self) -> bool:
-        return self.offers.is_open and self.session_id is None and self.ended is None
+        return self.offers.is_open and self._unpaired()
 
     def _unpaired(self) -> bool:
-        return self.session_id is None and self.ended is None and self._pairing is None
+        # Not CONFIRMING: a pairing that authenticated closed every offer.
+        return self.state is SessionState.PAIRING
 
     # -- time --------------------------------------------------------------------------
 
@@ -120,21 +124,18 @@ class StationEndpoint(Endpoint):
 
     # -- hellos ------------------------------------------------------------------------
 
-    def _refuse(self, c: _Conn, code: RefuseCode, reason: str) -> None:
+    def _refuse(self, c: Conn[StationCodePairing], code: RefuseCode, reason: str) -> None:
         self._send_raw_refusal(c, encode_refusal(code, reason), reason)
 
-    def _send_raw_refusal(self, c: _Conn, data: bytes, reason: str) -> None:
+    def _send_raw_refusal(self, c: Conn[StationCodePairing], data: bytes, reason: str) -> None:
         self.refused_hellos += 1
         self._out.data.append((c.id, data))
         self._close_conn(c, reason)
 
-    def _on_handshake(self, c: _Conn, data: bytes, now: float) -> None:
+    def _on_handshake(self, c: Conn[StationCodePairing], data: bytes, now: float) -> None:
         c.last_received = now
-        if isinstance(c.driver, StationCodePairing):
+        if c.driver is not None:  # a code pairing we answered: this is the guess
             self._code_guess(c, c.driver, data, now)
-            return
-        if c.driver is not None:
-            self._refuse(c, RefuseCode.MALFORMED, "unexpected handshake message")
             return
         try:
             hello = parse_hello(data)
@@ -152,7 +153,7 @@ class StationEndpoint(Endpoint):
         else:
             self._pair_code(c, hello, now)
 
-    def _pair_uri(self, c: _Conn, hello: Hello, now: float) -> None:
+    def _pair_uri(self, c: Conn[StationCodePairing], hello: Hello, now: float) -> None:
         offer = self.offers.uri_offer(hello.routing_id, now)
         if offer is None:
             self._refuse(c, RefuseCode.OFFER_UNKNOWN, "unknown or expired offer: scan the QR code")
@@ -166,7 +167,7 @@ class StationEndpoint(Endpoint):
             return
         self._commit(c, session_id, reply, paired, now)
 
-    def _pair_code(self, c: _Conn, hello: Hello, now: float) -> None:
+    def _pair_code(self, c: Conn[StationCodePairing], hello: Hello, now: float) -> None:
         paused = self.offers.paused_for(now)
         if paused > 0:
             self._refuse(c, RefuseCode.CODE_PAUSED, code_paused_message(paused))
@@ -193,7 +194,9 @@ class StationEndpoint(Endpoint):
         self._code_tokens -= 1.0
         return True
 
-    def _code_guess(self, c: _Conn, driver: StationCodePairing, data: bytes, now: float) -> None:
+    def _code_guess(
+        self, c: Conn[StationCodePairing], driver: StationCodePairing, data: bytes, now: float
+    ) -> None:
         if not self._unpaired():
             # Someone else paired meanwhile: this guess was never checked, and calling
             # it wrong would misinform a medic (and count as a guess it was not).
@@ -204,7 +207,8 @@ class StationEndpoint(Endpoint):
             self._refuse(c, RefuseCode.CODE_PAUSED, code_paused_message(paused))
             return
         try:
-            guess = driver.receive(data, lambda serial: self.offers.code_is_open(serial, now))
+            _, attempt = driver.receive(data)
+            guess = attempt.evaluate(lambda serial: self.offers.code_is_open(serial, now))
         except PeerError:
             self._refuse(c, RefuseCode.MALFORMED, "malformed code attempt")
             return
@@ -221,23 +225,29 @@ class StationEndpoint(Endpoint):
         self._refuse(c, RefuseCode.WRONG_CODE, WRONG_CODE_MESSAGE)
 
     def _commit(
-        self, c: _Conn, session_id: bytes, reply: bytes, paired: PhonePaired, now: float
+        self,
+        c: Conn[StationCodePairing],
+        session_id: bytes,
+        reply: bytes,
+        paired: PhonePaired,
+        now: float,
     ) -> None:
         # Someone who holds an offer's secret (or a code) completed its first message:
         # every offer closes; the phone's first record confirms the pairing.
         self.offers.commit()
+        self._fire(SessionEvent.AUTHENTICATED)
         self._pairing = (c.id, session_id)
         self._out.data.append((c.id, reply))
         c.last_sent = now
         self._open_records(c, paired.keys)
         c.paired = paired
         c.candidate_secret = paired.keys.next_secret
-        c.move(ConnState.OPEN)
+        c.handle(TransportEvent.KEYS_AGREED)
 
     # -- resume ------------------------------------------------------------------------
 
-    def _resume(self, c: _Conn, hello: Hello, now: float) -> None:
-        if self.ended is not None:
+    def _resume(self, c: Conn[StationCodePairing], hello: Hello, now: float) -> None:
+        if self.state is SessionState.ENDED:
             if self.ended_refusal is not None and hello.routing_id == self.session_id:
                 self._send_raw_refusal(c, self.ended_refusal, "session ended")
             else:
@@ -278,11 +288,13 @@ class StationEndpoint(Endpoint):
         c.candidate_secret = result.keys.next_secret
         c.peer_cursor = result.peer_cursor
         c.resumed = True
-        c.move(ConnState.OPEN)
+        c.handle(TransportEvent.KEYS_AGREED)
         self._out.data.append((c.id, reply))
         c.last_sent = now
 
-    def _refuse_gap(self, c: _Conn, gap: tuple[int, int], secret: bytes, binding: bytes) -> None:
+    def _refuse_gap(
+        self, c: Conn[StationCodePairing], gap: tuple[int, int], secret: bytes, binding: bytes
+    ) -> None:
         assert self.session_id is not None
         reason = gap_message(*gap)
         self._out.events.append(ResumeGap(*gap))
@@ -296,13 +308,13 @@ class StationEndpoint(Endpoint):
         )
         self._send_raw_refusal(c, data, "resume gap")
 
-    def _confirmed(self, c: _Conn, now: float) -> None:
+    def _confirmed(self, c: Conn[StationCodePairing], now: float) -> None:
         # The phone's first record proves it completed the handshake and holds the new
         # secret: commit it, forget the other pending ones, and make this the link.
         self._secret = c.candidate_secret
         self._pending.clear()
         for other in list(self._conns.values()):
-            if other is not c and other.state is ConnState.OPEN:
+            if other is not c and other.state is TransportState.OPEN:
                 self._close_conn(other, "superseded")
         if c.paired is not None:
             assert self._pairing is not None and self._pairing[0] == c.id
@@ -316,21 +328,26 @@ class StationEndpoint(Endpoint):
         # a gap (that was checked on the hello): it has those, and said so.
         self._activate(c, max(c.peer_cursor, self.channel.acked), resumed=c.resumed, now=now)
 
-    def _transport_gone(
-        self, c: _Conn, reason: str, now: float, *, during_handshake: bool = False
-    ) -> None:
-        if self._pairing is not None and self._pairing[0] == c.id and self.session_id is None:
+    def _transport_gone(self, c: Conn[StationCodePairing], reason: str, now: float) -> None:
+        if (
+            self.state is SessionState.CONFIRMING
+            and self._pairing is not None
+            and self._pairing[0] == c.id
+        ):
             # A pairing that authenticated but never completed: its offer is spent.
+            self._fire(SessionEvent.ABANDONED)
             self._pairing = None
             self._out.events.append(PairingFailed(reason))
             fresh = self.offers.reopen(now)
-            if fresh is not None and self.ended is None:
+            if fresh is not None:
                 self._out.events.append(OfferRotated(fresh.offer_id, fresh.code, None))
-        super()._transport_gone(c, reason, now, during_handshake=during_handshake)
+        super()._transport_gone(c, reason, now)
 
     # -- logout ------------------------------------------------------------------------
 
-    def _end(self, reason: str, *, by_peer: bool, confirmed: bool = False) -> None:
+    def _end(
+        self, reason: str, event: SessionEvent, *, by_peer: bool, confirmed: bool = False
+    ) -> None:
         if self.session_id is not None and self.ended_refusal is None:
             undelivered = seq_ranges(seq for seq, _ in self._queue.items())
             if len(undelivered) > MAX_RANGES:
@@ -349,7 +366,7 @@ class StationEndpoint(Endpoint):
                 secrets=[self._secret, *self._pending],
                 body=body,
             )
-        super()._end(reason, by_peer=by_peer, confirmed=confirmed)
+        super()._end(reason, event, by_peer=by_peer, confirmed=confirmed)
         # Nothing may resume now: the secrets go; only their MACs stay, in the refusal.
         self._secret = b""
         self._pending.clear()

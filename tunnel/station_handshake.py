@@ -99,10 +99,42 @@ class CodeGuess:
     accepted: tuple[bytes, PhonePaired] | None
 
 
+@dataclass(frozen=True, slots=True)
+class CodeAttempt:
+    """The phone's guess, read but not yet tried: one NNpsk0 message per slot it answered.
+
+    Trying it is a separate step (``evaluate``) because which codes are still open is the
+    endpoint's to say, at the moment the guess arrived, like ``ResumeAttempt.accept``."""
+
+    tries: tuple[tuple[int, _Slot, bytes], ...]  # (slot, what we answered it with, message)
+    session_id: bytes
+    station: str
+
+    def evaluate(self, is_open: Callable[[int], bool]) -> CodeGuess:
+        """Try each slot whose code is still open; a closed code is never evaluated."""
+        evaluated: list[int] = []
+        for slot, entry, message in self.tries:
+            if not is_open(entry.serial):
+                continue
+            evaluated.append(entry.serial)
+            hs = HandshakeState(
+                PSK_PROTOCOL, initiator=False, prologue=entry.prologue, psks=[entry.psk]
+            )
+            try:
+                accepted = _accept(hs, message, self.session_id, self.station, slot=slot)
+            except HandshakeFailed:
+                continue
+            return CodeGuess(tuple(evaluated), accepted)
+        return CodeGuess(tuple(evaluated), None)
+
+
 class StationCodePairing:
     """Pairing by code: a SPAKE2 exchange per open code (slot 0 the current code, slot 1
     the previous during its grace), then each slot's NNpsk0 message under its own key.
-    Each attempt is therefore at most one guess per open code."""
+    Each attempt is therefore at most one guess per open code.
+
+    A ``HandshakeDriver`` (``tunnel.drivers``): it waits on its transport between our
+    reply and the phone's guess, whose outcome is the ``CodeAttempt`` to try."""
 
     def __init__(self, session_id: bytes, station: str) -> None:
         self._session_id = session_id
@@ -126,23 +158,17 @@ class StationCodePairing:
             replies.append((slot, reply))
         return encode_message(MessageType.CODE_REPLY, encode_slots(replies, sized=False))
 
-    def receive(self, data: bytes, is_open: Callable[[int], bool]) -> CodeGuess:
-        """Try each slot whose code is still open; a closed code is never evaluated."""
-        evaluated: list[int] = []
-        for slot, message in parse_slots(parse_message(data, MessageType.CODE_NOISE), sized=True):
-            entry = self._slots.get(slot)
-            if entry is None or not is_open(entry.serial):
-                continue
-            evaluated.append(entry.serial)
-            hs = HandshakeState(
-                PSK_PROTOCOL, initiator=False, prologue=entry.prologue, psks=[entry.psk]
+    def receive(self, data: bytes, /) -> tuple[None, CodeAttempt]:
+        """Read the phone's guess (a ``PeerError`` if it does not parse). Nothing more
+        goes from us before it is tried, and slots we never answered are left out."""
+        tries = tuple(
+            (slot, self._slots[slot], message)
+            for slot, message in parse_slots(
+                parse_message(data, MessageType.CODE_NOISE), sized=True
             )
-            try:
-                accepted = _accept(hs, message, self._session_id, self._station, slot=slot)
-            except HandshakeFailed:
-                continue
-            return CodeGuess(tuple(evaluated), accepted)
-        return CodeGuess(tuple(evaluated), None)
+            if slot in self._slots
+        )
+        return None, CodeAttempt(tries, self._session_id, self._station)
 
 
 @dataclass(slots=True)

@@ -195,7 +195,8 @@ def _slot_attempt(codes: list[tuple[int, str]], typed: str) -> tuple[tuple[int, 
     reply = station.receive_hello(parsed, codes)
     noise, _ = phone.receive(reply)
     assert noise is not None
-    guess = station.receive(noise, lambda serial: True)
+    _, attempt = station.receive(noise)
+    guess = attempt.evaluate(lambda serial: True)
     return guess.evaluated, guess.accepted is not None
 
 
@@ -216,7 +217,8 @@ def test_a_code_closed_between_hello_and_guess_is_never_evaluated() -> None:
     )
     noise, _ = phone.receive(reply)
     assert noise is not None
-    guess = station.receive(noise, lambda serial: False)
+    _, attempt = station.receive(noise)
+    guess = attempt.evaluate(lambda serial: False)
     assert guess.evaluated == () and guess.accepted is None
 
 

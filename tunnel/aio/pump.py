@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from tunnel.endpoint import Endpoint
 from tunnel.errors import UsageError
 from tunnel.events import Event
-from tunnel.session import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EndpointPump:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],  # either side: the pump never looks at handshakes
         on_event: EventHandler,
         *,
         clock: Callable[[], float] | None = None,
