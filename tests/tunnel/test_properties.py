@@ -24,7 +24,7 @@ from tunnel.events import (
 )
 from tunnel.identity import PhoneIdentity
 from tunnel.noise import HandshakeState
-from tunnel.session import Endpoint, PhoneEndpoint
+from tunnel.session import Endpoint, PhoneEndpoint, SessionState
 from tunnel.testing import STATION, Action, ConnectionPair, PairFaults, Wait
 from tunnel.testing.strategies import actions
 
@@ -256,11 +256,17 @@ def _flip(message: bytes, position: int, bit: int) -> bytes:
 def test_the_states_are_what_their_names_say() -> None:
     """The random-input test reaches each state it names (a check on the test itself)."""
     pair, station, conn = STATES["station unconfirmed"]()
-    assert not pair.phone.linked and not station.linked
+    assert pair.phone.state is station.state is SessionState.UNLINKED
     assert conn in pair.transports and pair.transports[conn].to_phone  # the reply waits
     pair, phone, conn = STATES["phone resuming"]()
-    assert phone.session_id is not None and not phone.linked
+    assert phone.state is SessionState.UNLINKED and phone.session_id is not None
     assert pair.transports[conn].to_station  # the resume hello waits
+    pair, phone, conn = STATES["phone pairing"]()
+    assert phone.state is SessionState.PAIRING and pair.transports[conn].to_station
     pair, station, conn = STATES["station offering"]()
-    assert station.session_id is None and not pair.transports[conn].phone_attached
+    assert station.state is SessionState.PAIRING and station.offer_open
+    assert not pair.transports[conn].phone_attached
+    for side in ("phone active", "station active"):
+        pair, endpoint, conn = STATES[side]()
+        assert endpoint.state is SessionState.LINKED and conn in pair.transports
     assert STATION  # the kit's names for the two ends

@@ -7,6 +7,8 @@ both ways with the enum or constant it documents (a row too many or too few fail
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from tunnel.frames import MAX_CLOSE_REASON, CloseCode, FrameType
 from tunnel.open_offers import OFFER_GRACE
 from tunnel.records import DEFAULT_MAX_RECORD, DEFAULT_REKEY_INTERVAL, OVERHEAD
 from tunnel.refusal import MAX_BODY, MAX_MACS, MAX_REASON, BodyItem, RefuseCode
+from tunnel.states import SESSION_TRANSITIONS, TRANSPORT_TRANSITIONS
 from tunnel.station_endpoint import CODE_HELLOS_PER_S, StationEndpoint
 
 DASH = "\u2013"  # the document writes ranges with an en dash
@@ -98,6 +101,18 @@ def test_frame_types() -> None:
 def test_close_codes() -> None:
     rows = _table("## Frames", "name")
     assert {int(r["code"]): r["name"] for r in rows} == {c.value: c.name for c in CloseCode}
+
+
+@pytest.mark.parametrize(
+    ("starts", "table"),
+    [("HANDSHAKE", TRANSPORT_TRANSITIONS), ("PAIRING", SESSION_TRANSITIONS)],
+    ids=["transport", "session"],
+)
+def test_state_tables(starts: str, table: Mapping[Enum, Mapping[Enum, Enum]]) -> None:
+    rows = next(t for t in _tables("### State machines") if t and t[0]["from"] == starts)
+    documented = [(r["from"], r["event"], r["to"]) for r in rows]
+    code = [(s.name, e.name, new.name) for s, row in table.items() for e, new in row.items()]
+    assert sorted(documented) == sorted(code) and len(documented) == len(set(documented))
 
 
 def test_txt_keys_and_service_type() -> None:
