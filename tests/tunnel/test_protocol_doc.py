@@ -204,3 +204,21 @@ def test_names_and_prefixes() -> None:
     assert pake._ID_PHONE.decode() in TEXT and pake._ID_STATION.decode() in TEXT
     assert f"{pake.MESSAGE_LEN} bytes" in TEXT and pake.CODE_DIGITS == 8
     assert payloads.CODE_SLOTS == 2 and f"count *n* (u8, 1{DASH}2)" in TEXT
+
+
+def test_implementation_map_names_every_tunnel_module() -> None:
+    # Both ways: every path the map names exists, and every module of the tunnel
+    # package (or its folder) is named, so a split or a rename cannot leave it stale.
+    root = DOC.parents[1]
+    named = {
+        path
+        for row in _table("## Implementation map", "module")
+        for path in re.findall(r"`([^`]+)`", row["module"])
+    }
+    missing = sorted(p for p in named if not (root / p).exists())
+    assert not missing, f"the implementation map names what does not exist: {missing}"
+    tunnel = root / "tunnel"
+    modules = {f"tunnel/{f.name}" for f in tunnel.glob("*.py") if f.name != "__init__.py"}
+    folders = {f"tunnel/{d.name}/" for d in tunnel.iterdir() if (d / "__init__.py").exists()}
+    unnamed = sorted((modules | folders) - named)
+    assert not unnamed, f"docs/PROTOCOL.md's implementation map misses: {unnamed}"
