@@ -26,12 +26,13 @@ from medic_phone.node import PhoneNode, Target
 from medic_phone.store import PhoneStore
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import pump_connection, ws_options
-from tunnel.events import Acked, Event, Settings
+from tunnel.events import Acked, Event
 from tunnel.handshake import StationOffer
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import new_offer
 from tunnel.pake import generate_code
 from tunnel.session import StationEndpoint
+from tunnel.settings import Settings
 from wire.app import Command, encode
 
 # ~200 bytes on the wire inside the record, as the raw baseline's payload.

@@ -11,12 +11,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from bench.raw import PAYLOAD, WINDOW
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector, pump_connection, ws_options
-from tunnel.events import Acked, Event, MessageReceived, Settings
+from tunnel.events import Acked, Event, MessageReceived
 from tunnel.handshake import StationOffer
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import new_offer
 from tunnel.pake import generate_code
 from tunnel.session import PhoneEndpoint, StationEndpoint
+from tunnel.settings import Settings
 
 
 class TunnelPair:

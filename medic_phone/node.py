@@ -51,12 +51,12 @@ from tunnel.events import (
     PairingFailed,
     ResumeGap,
     SessionEnded,
-    Settings,
     StateChanged,
 )
 from tunnel.identity import PhoneIdentity
 from tunnel.refusal import gap_message
 from tunnel.session import PhoneEndpoint, PhoneState
+from tunnel.settings import Settings
 from wire.app import Receipt, encode
 from wire.control import DecideReply, Failure
 

@@ -13,7 +13,6 @@ one connection under one lock (``medic_phone.store_core``):
   (``store_apply``: a burst in one statement, one hop to SQLite's thread);
 * ``store_chats``: the phone's chats and messages, versioned, for the mirror;
 * ``store_receipts``: wipe receipts and the keys that sign them;
-* ``store_outbox``: the tunnel's outbound queue.
 
 Sealed: given the store key (unlocked from the keystore with the passphrase), every
 command text, message, chat and tunnel state is sealed before it is written (see
@@ -35,7 +34,6 @@ from medic_phone.store_chats import Chats, Row
 from medic_phone.store_commands import CommandRow, Commands, IncomingCommand, TypedMessages
 from medic_phone.store_core import StoreCore
 from medic_phone.store_links import LinkRow, Links
-from medic_phone.store_outbox import Outbox
 from medic_phone.store_receipts import ReceiptRow, Receipts
 from medic_phone.store_schema import DB_FILE, SCHEMA_VERSION, migrate
 
@@ -63,7 +61,6 @@ class PhoneStore:
         self._chats = Chats(self._core)
         self._commands = Commands(self._core, self._chats)
         self._receipts = Receipts(self._core)
-        self._outbox = Outbox(self._core)
 
     @property
     def sealed(self) -> bool:
@@ -163,7 +160,7 @@ class PhoneStore:
         return await self._links.load_link_state(link_id)
 
     async def end_link(self, link_id: str, reason: str) -> None:
-        """Mark the link ended (the first reason stays); its tunnel state and outbox go."""
+        """Mark the link ended (the first reason stays); its tunnel state goes."""
         await self._links.end_link(link_id, reason)
 
     async def link(self, link_id: str) -> LinkRow | None:
@@ -279,21 +276,3 @@ class PhoneStore:
         when ``limit`` cut the result short, the last change included (ask again from it).
         """
         return await self._chats.changes_since(version, limit=limit)
-
-    # -- the tunnel's outbound queue -----------------------------------------------------
-
-    async def outbox_append(self, link_id: str, seq: int, sealed: bytes) -> None:
-        """Queue a sealed entry; ``StoreError`` for an unknown link or a repeated seq."""
-        await self._outbox.append(link_id, seq, sealed)
-
-    async def outbox_remove_through(self, link_id: str, seq: int) -> int:
-        """Drop the entries up to and including ``seq`` (acknowledged); returns how many."""
-        return await self._outbox.remove_through(link_id, seq)
-
-    async def outbox_items(self, link_id: str) -> list[tuple[int, bytes]]:
-        """The queued entries, in seq order."""
-        return await self._outbox.items(link_id)
-
-    async def outbox_size(self, link_id: str) -> tuple[int, int]:
-        """(count, total bytes) of the queued entries."""
-        return await self._outbox.size(link_id)

@@ -4,7 +4,7 @@ One connection per store, used by one event loop. Every operation runs inside it
 transaction under the one ``asyncio.Lock``: two coroutines sharing the connection must
 never interleave statements into each other's transaction (a reader would otherwise
 see rows that a rollback then takes back). Every part of the store (links, commands,
-chats, receipts, the outbox) works through this one ``StoreCore``, so there is one
+chats, receipts) works through this one ``StoreCore``, so there is one
 lock whatever the job.
 
 Versions: every change to a chat or a message takes the next value of one counter

@@ -99,8 +99,6 @@ class Links:
                 " WHERE id = ?",
                 (reason, link_id),
             )
-            # Sealed entries for a link that can never resume can never be sent.
-            await db.execute("DELETE FROM outbox WHERE link_id = ?", (link_id,))
 
     async def link(self, link_id: str) -> LinkRow | None:
         async with self._core.transaction(write=False) as db:

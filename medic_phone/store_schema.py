@@ -21,7 +21,7 @@ from medic_phone.errors import StoreCorrupt, StoreError, StoreMissing
 from wipe.safedir import UnsafeDirectory, private_dir
 
 DB_FILE = "phone.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -102,6 +102,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             signature BLOB NOT NULL,
             received_at REAL NOT NULL
         )""",
+    ),
+    (
+        # The phone never queued its outbound records on disk (what it sends is made
+        # again from the store after a reconnect): an unused table goes.
+        "DROP TABLE outbox",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION

@@ -16,7 +16,7 @@ from station.policy import (
     SessionTimes,
 )
 from station.supervisor_shape import SupervisorShape
-from station.workers import WorkerHandle
+from station.worker_handle import WorkerHandle
 from tunnel.handshake import MessageType
 from wire import pipe
 

@@ -16,7 +16,7 @@ from station.accept import (
 )
 from station.phone_socket import PhoneSocket
 from station.supervisor_shape import SupervisorShape
-from station.workers import WorkerHandle
+from station.worker_handle import WorkerHandle
 from tunnel.errors import MalformedRecord
 from tunnel.handshake import MessageType, RefuseCode, encode_refusal, parse_hello
 from wire import pipe

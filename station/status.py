@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from station.supervisor_shape import SupervisorShape
-from station.workers import WorkerInfo
+from station.worker_handle import WorkerInfo
 from tunnel.refusal import code_paused_message
 from wire.control import AcceptCounts, SessionStatus, StatusReply
 

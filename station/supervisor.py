@@ -55,9 +55,9 @@ from station.relay import PhoneRelay
 from station.safedir import private_dir
 from station.status import StatusViews
 from station.worker_events import WorkerEvents
-from station.workers import WorkerHandle
+from station.worker_handle import WorkerHandle
 from tunnel.aio.websocket import ws_options
-from tunnel.events import Settings
+from tunnel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from station.ended_sessions import EndedSessions
 from station.kiosk.browser import KioskBrowser
 from station.kiosk.pairing_screen import PairingScreen
 from station.phone_socket import PhoneSocket
-from station.workers import WorkerHandle
+from station.worker_handle import WorkerHandle
 
 if TYPE_CHECKING:
     from station.config import StationConfig

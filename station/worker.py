@@ -47,11 +47,11 @@ from tunnel.events import (
     PairingFailed,
     ResumeGap,
     SessionEnded,
-    Settings,
 )
 from tunnel.offer import new_offer
 from tunnel.open_offers import OFFER_GRACE, CodeBackoff
 from tunnel.pake import generate_code
+from tunnel.settings import Settings
 from tunnel.station_endpoint import StationEndpoint
 from tunnel.station_handshake import StationOffer
 from wipe.harden import harden_process

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from station.supervisor_shape import SupervisorShape
-from station.workers import WorkerHandle, WorkerInfo
+from station.worker_handle import WorkerHandle, WorkerInfo
 from tunnel.refusal import code_paused_message
 from wire import pipe
 

@@ -18,7 +18,7 @@ from typing import Generic
 from tunnel.channel import ReliableChannel
 from tunnel.conn import Conn, Driver, Outbox
 from tunnel.errors import UsageError
-from tunnel.events import Acked, Event, MessageReceived, NoticeReceived, Settings
+from tunnel.events import Acked, Event, MessageReceived, NoticeReceived
 from tunnel.frames import (
     DATA_OVERHEAD,
     MAX_RUN,
@@ -35,6 +35,7 @@ from tunnel.frames import (
 )
 from tunnel.queue import OutageQueue
 from tunnel.records import OVERHEAD as RECORD_OVERHEAD
+from tunnel.settings import Settings
 
 # Every frame but Close, which carries no ack.
 LinkFrame = Data | DataRun | Ack | Ping | Pong | Notice

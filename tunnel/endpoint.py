@@ -22,11 +22,12 @@ from tunnel.channel import ReliableChannel
 from tunnel.conn import Conn, Driver
 from tunnel.data_path import DataPath
 from tunnel.errors import LinkTimeout, OversizedRecord, PeerError, SessionClosed, UsageError
-from tunnel.events import LinkDown, LinkUp, LogoutRequested, SessionEnded, Settings
+from tunnel.events import LinkDown, LinkUp, LogoutRequested, SessionEnded
 from tunnel.frames import Ack, Close, CloseCode, Ping, decode_frame
 from tunnel.handshake import Keys
 from tunnel.queue import OutageQueue
 from tunnel.records import RecordReceiver, RecordSender
+from tunnel.settings import Settings
 from tunnel.states import (
     SENDING_STATES,
     SESSION_TRANSITIONS,

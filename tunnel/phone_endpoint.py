@@ -20,15 +20,7 @@ from tunnel.conn import Conn
 from tunnel.drivers import PhoneHandshake
 from tunnel.endpoint import Endpoint
 from tunnel.errors import UsageError
-from tunnel.events import (
-    AttemptFailed,
-    LinkDown,
-    Paired,
-    PairingFailed,
-    ResumeGap,
-    Settings,
-    StateChanged,
-)
+from tunnel.events import AttemptFailed, LinkDown, Paired, PairingFailed, ResumeGap, StateChanged
 from tunnel.handshake import (
     PairingResult,
     PhonePairByCode,
@@ -37,8 +29,9 @@ from tunnel.handshake import (
     ResumeResult,
 )
 from tunnel.identity import PhoneIdentity
-from tunnel.queue import OutageQueue, QueueStorage
+from tunnel.queue import OutageQueue
 from tunnel.refusal import FINAL_CODES, RefusalBody, RefuseCode, Refused
+from tunnel.settings import Settings
 from tunnel.states import SessionEvent, SessionState, TransportState
 
 _STATE = struct.Struct(">B16s32sQQ")
@@ -103,7 +96,6 @@ class PhoneEndpoint(Endpoint[PhoneHandshake]):
         uri_offer: tuple[bytes, bytes, bytes] | None = None,  # offer id, key, psk
         code: str | None = None,
         state: PhoneState | None = None,
-        queue_storage: QueueStorage | None = None,
         parallel: bool = False,
     ) -> None:
         """``parallel``: the caller races several transports (every address of the
@@ -112,7 +104,6 @@ class PhoneEndpoint(Endpoint[PhoneHandshake]):
         queue = OutageQueue(
             max_count=settings.queue_max_count,
             max_bytes=settings.queue_max_bytes,
-            storage=queue_storage,
         )
         super().__init__(settings, queue)
         self._identity = identity

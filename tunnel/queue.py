@@ -2,9 +2,9 @@
 
 It is at once the retransmit buffer and the queue that holds commands while the link
 is down. Entries are sealed with ``SecretBox`` under a per-session key held only in
-RAM, with the sequence number bound inside, so a storage backend (the phone backs its
-own with SQLite) sees only ciphertext and cannot swap entries unnoticed. Full means
-refused with ``QueueFull`` -- never a silent drop.
+RAM, with the sequence number bound inside, so a memory dump of the queue alone shows
+only ciphertext and entries cannot be swapped unnoticed. Full means refused with
+``QueueFull`` -- never a silent drop.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterator
-from typing import Protocol
 
 from nacl.bindings import crypto_secretbox_easy
 from nacl.exceptions import CryptoError
@@ -26,24 +25,8 @@ DEFAULT_MAX_COUNT = 10_000
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
-class QueueStorage(Protocol):
-    """Where sealed entries live. Synchronous: the core never awaits."""
-
-    def append(self, seq: int, sealed: bytes) -> None: ...
-
-    def remove_through(self, seq: int) -> None: ...
-
-    def items(self) -> Iterator[tuple[int, bytes]]: ...
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def nbytes(self) -> int: ...
-
-
-class MemoryQueueStorage:
-    """The default storage: a deque in RAM."""
+class _SealedEntries:
+    """The sealed entries, in order, in RAM (the only place they live)."""
 
     def __init__(self) -> None:
         self._entries: deque[tuple[int, bytes]] = deque()
@@ -77,7 +60,6 @@ class OutageQueue:
         max_count: int = DEFAULT_MAX_COUNT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         key: bytes | None = None,
-        storage: QueueStorage | None = None,
     ) -> None:
         if max_count < 1 or max_bytes < 1:
             raise UsageError("queue bounds must be positive")
@@ -85,8 +67,8 @@ class OutageQueue:
         self.max_bytes = max_bytes
         self.key = key if key is not None else random_bytes(SecretBox.KEY_SIZE)
         self._box = SecretBox(self.key)
-        self._storage: QueueStorage = storage if storage is not None else MemoryQueueStorage()
-        self._last_seq = max((s for s, _ in self._storage.items()), default=0)
+        self._storage = _SealedEntries()
+        self._last_seq = 0
 
     @property
     def depth(self) -> int:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from tunnel.drivers import HandshakeDriver, PhoneHandshake
 from tunnel.endpoint import Endpoint
-from tunnel.events import Settings
 from tunnel.flights import SECRET_LEN
 from tunnel.phone_endpoint import MAX_SAVED_ADDRESSES, PhoneEndpoint, PhoneState
+from tunnel.settings import Settings
 from tunnel.states import ImpossibleTransition, SessionState, TransportState
 
 if TYPE_CHECKING:

@@ -22,14 +22,7 @@ from tunnel.conn import Conn
 from tunnel.endpoint import Endpoint
 from tunnel.entropy import SESSION_ID, random_bytes
 from tunnel.errors import PeerError, ResumeRefused
-from tunnel.events import (
-    CodePaused,
-    OfferRotated,
-    Paired,
-    PairingFailed,
-    ResumeGap,
-    Settings,
-)
+from tunnel.events import CodePaused, OfferRotated, Paired, PairingFailed, ResumeGap
 from tunnel.flights import SESSION_ID_LEN, WIRE_VERSION, Hello, MessageType, parse_hello
 from tunnel.open_offers import OFFER_GRACE, CodeBackoff, OfferMaker, OpenOffers
 from tunnel.refusal import (
@@ -44,6 +37,7 @@ from tunnel.refusal import (
     gap_message,
     seq_ranges,
 )
+from tunnel.settings import Settings
 from tunnel.states import SessionEvent, SessionState, TransportEvent, TransportState
 from tunnel.station_handshake import (
     PhonePaired,

@@ -20,12 +20,13 @@ from medic_phone.node import PhoneNode, Target
 from medic_phone.store import PhoneStore, Row
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import pump_connection, ws_options
-from tunnel.events import Event, MessageReceived, Settings
+from tunnel.events import Event, MessageReceived
 from tunnel.handshake import StationOffer
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import new_offer
 from tunnel.pake import generate_code
 from tunnel.session import StationEndpoint
+from tunnel.settings import Settings
 from wire.app import Command, MirrorUpdate, decode, encode
 from wire.control import Changed, Noted
 

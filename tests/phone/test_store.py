@@ -347,13 +347,11 @@ async def test_everything_survives_a_reopen(home: Path) -> None:
         )
         await store.ensure_chat("c", "Chat")
         version = await store.add_message("c", "me", "hello", 5.0)
-        await store.outbox_append(LINK, 1, b"sealed")
     async with PhoneStore.open(home) as store:
         assert await store.load_link_state(LINK) == b"\x00tunnel state\xff"
         assert await store.find_link("k") == (LINK, b"\x00tunnel state\xff", 3)
         assert await _seqs(store) == [1, 2, 3]
         assert await store.version() == version
-        assert await store.outbox_items(LINK) == [(1, b"sealed")]
         link = await store.link(LINK)
         assert link is not None and link["station_info"] == {"port": 8765}
         assert not await store.apply_command(LINK, 3, "c3", "ward-3", 9.0)
@@ -490,13 +488,11 @@ async def test_link_life_cycle(store: PhoneStore) -> None:
     await store.save_link_state(LINK, b"state-1")
     await store.save_link_state(LINK, b"state-2")
     assert await store.find_link("code:1234-5678") == (LINK, b"state-2", 0)
-    await store.outbox_append(LINK, 1, b"sealed")
     await store.end_link(LINK, "remote")
     await store.end_link(LINK, "shutdown")  # the first reason stays
     await store.save_link_state(LINK, b"late")  # a dead link's secret never returns
     assert await store.load_link_state(LINK) is None
     assert await store.find_link("code:1234-5678") is None
-    assert await store.outbox_items(LINK) == []
     [row] = await store.links()
     assert (row["id"], row["state"], row["end_reason"], row["station"]) == (
         LINK,
@@ -610,23 +606,3 @@ async def test_changes_since_in_chunks(store: PhoneStore) -> None:
     assert version == await store.version()
     with pytest.raises(PhoneUsageError):
         await store.changes_since(-1)
-
-
-# -- outbox --------------------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_outbox_queue(store: PhoneStore) -> None:
-    for seq in (1, 2, 3):
-        await store.outbox_append(LINK, seq, bytes([seq]) * seq)
-    with pytest.raises(StoreError):
-        await store.outbox_append(LINK, 2, b"again")
-    with pytest.raises(StoreError):
-        await store.outbox_append("ff" * 16, 1, b"no such link")
-    assert await store.outbox_items(LINK) == [(1, b"\x01"), (2, b"\x02\x02"), (3, b"\x03" * 3)]
-    assert await store.outbox_size(LINK) == (3, 6)
-    assert await store.outbox_remove_through(LINK, 2) == 2
-    assert await store.outbox_remove_through(LINK, 2) == 0
-    assert await store.outbox_items(LINK) == [(3, b"\x03" * 3)]
-    assert await store.outbox_size(LINK) == (1, 3)
-    assert await store.outbox_size(OTHER) == (0, 0)

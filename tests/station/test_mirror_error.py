@@ -15,10 +15,11 @@ import pytest
 from tests.procs import command, run, start_station
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector
-from tunnel.events import Event, LinkUp, MessageReceived, Paired, Settings
+from tunnel.events import Event, LinkUp, MessageReceived, Paired
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import PairingOffer
 from tunnel.session import PhoneEndpoint
+from tunnel.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tunnel.events import MessageReceived, Settings
+from tunnel.events import MessageReceived
 from tunnel.handshake import StationOffer
 from tunnel.identity import PhoneIdentity
 from tunnel.offer import PairingOffer, new_offer
 from tunnel.pake import generate_code
 from tunnel.session import PhoneEndpoint, StationEndpoint
+from tunnel.settings import Settings
 from tunnel.testing.pair import ConnectionPair
 
 

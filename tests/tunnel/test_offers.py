@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.tunnel.helpers import make_pair, station_offer
-from tunnel.events import CodePaused, OfferRotated, Paired, PairingFailed, Settings
+from tunnel.events import CodePaused, OfferRotated, Paired, PairingFailed
 from tunnel.flights import WIRE_VERSION, Hello, MessageType
 from tunnel.handshake import PhonePairByCode, PhonePairByUri, parse_refusal
 from tunnel.identity import PhoneIdentity
@@ -16,6 +16,7 @@ from tunnel.offer import PairingOffer
 from tunnel.open_offers import CodeBackoff, OpenOffers
 from tunnel.refusal import RefuseCode
 from tunnel.session import PhoneEndpoint
+from tunnel.settings import Settings
 from tunnel.station_endpoint import CODE_HELLO_BURST, StationEndpoint
 from tunnel.station_handshake import StationCodePairing, StationOffer
 from tunnel.testing.pair import PHONE, STATION, ConnectionPair

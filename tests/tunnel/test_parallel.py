@@ -5,10 +5,11 @@ nothing, and the losers are closed. Driven by hand, byte by byte, with no socket
 from __future__ import annotations
 
 from tests.tunnel.helpers import station_offer
-from tunnel.events import AttemptFailed, LinkUp, Paired, PairingFailed, SessionEnded, Settings
+from tunnel.events import AttemptFailed, LinkUp, Paired, PairingFailed, SessionEnded
 from tunnel.handshake import RefuseCode, encode_refusal
 from tunnel.identity import PhoneIdentity
 from tunnel.session import PhoneEndpoint, PhoneState, StationEndpoint
+from tunnel.settings import Settings
 
 NOW = 100.0
 

@@ -13,18 +13,11 @@ from hypothesis import strategies as st
 from drill.faults import FaultEvent
 from tests.tunnel.helpers import make_pair, paired, received
 from tunnel.errors import HandshakeFailed
-from tunnel.events import (
-    Acked,
-    LinkUp,
-    MessageReceived,
-    Paired,
-    PairingFailed,
-    Settings,
-    StateChanged,
-)
+from tunnel.events import Acked, LinkUp, MessageReceived, Paired, PairingFailed, StateChanged
 from tunnel.identity import PhoneIdentity
 from tunnel.noise import HandshakeState
 from tunnel.session import Endpoint, PhoneEndpoint, SessionState
+from tunnel.settings import Settings
 from tunnel.testing import STATION, Action, ConnectionPair, PairFaults, Wait
 from tunnel.testing.strategies import actions
 

@@ -16,7 +16,6 @@ import pytest
 from station.mdns import SERVICE_TYPE, txt_record
 from tunnel import identity, offer, pake, payloads, refusal
 from tunnel.aio.websocket import CLOSE_PROTOCOL, ws_options
-from tunnel.events import Settings
 from tunnel.flights import (
     MAX_HANDSHAKE_MESSAGE,
     PAIR_URI_PROTOCOL,
@@ -29,6 +28,7 @@ from tunnel.frames import MAX_CLOSE_REASON, CloseCode, FrameType
 from tunnel.open_offers import OFFER_GRACE
 from tunnel.records import DEFAULT_MAX_RECORD, DEFAULT_REKEY_INTERVAL, OVERHEAD
 from tunnel.refusal import MAX_BODY, MAX_MACS, MAX_REASON, BodyItem, RefuseCode
+from tunnel.settings import Settings
 from tunnel.states import SESSION_TRANSITIONS, TRANSPORT_TRANSITIONS
 from tunnel.station_endpoint import CODE_HELLOS_PER_S, StationEndpoint
 

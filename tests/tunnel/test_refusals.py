@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.tunnel.helpers import paired, received
 from tunnel.errors import MalformedRecord, UsageError
-from tunnel.events import LinkDown, ResumeGap, SessionEnded, Settings
+from tunnel.events import LinkDown, ResumeGap, SessionEnded
 from tunnel.frames import Ack, encode_frame
 from tunnel.handshake import PhoneResume, Refused, ResumeResult, parse_refusal
 from tunnel.records import RecordSender
@@ -21,6 +21,7 @@ from tunnel.refusal import (
     seq_ranges,
 )
 from tunnel.session import PhoneEndpoint
+from tunnel.settings import Settings
 from tunnel.testing.pair import PHONE, STATION, ConnectionPair
 
 SID = bytes(range(16))

@@ -13,12 +13,12 @@ from tunnel.events import (
     Paired,
     PairingFailed,
     SessionEnded,
-    Settings,
     StateChanged,
 )
 from tunnel.handshake import MessageType
 from tunnel.identity import PhoneIdentity
 from tunnel.session import PhoneEndpoint
+from tunnel.settings import Settings
 from tunnel.testing.pair import PHONE, STATION, ConnectionPair
 
 

@@ -19,8 +19,9 @@ import tunnel.conn
 import tunnel.endpoint
 from tests.tunnel.helpers import make_pair, paired
 from tunnel.errors import SessionClosed, UsageError
-from tunnel.events import LogoutRequested, PairingFailed, SessionEnded, Settings
+from tunnel.events import LogoutRequested, PairingFailed, SessionEnded
 from tunnel.session import PhoneEndpoint
+from tunnel.settings import Settings
 from tunnel.states import (
     SESSION_TRANSITIONS,
     TRANSPORT_TRANSITIONS,

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from drill.faults import FaultEvent, FaultSchedule
 from tests.tunnel.helpers import make_pair, paired, received
 from tunnel.errors import LinkError, UsageError
-from tunnel.events import LinkDown, LinkUp, Settings
+from tunnel.events import LinkDown, LinkUp
+from tunnel.settings import Settings
 from tunnel.testing import (
     PHONE,
     STATION,

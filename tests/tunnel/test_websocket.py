@@ -10,9 +10,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.tunnel.helpers import station_offer
 from tunnel.aio.pump import EndpointPump
 from tunnel.aio.websocket import PhoneConnector, pump_connection, ws_options
-from tunnel.events import Event, MessageReceived, Settings
+from tunnel.events import Event, MessageReceived
 from tunnel.identity import PhoneIdentity
 from tunnel.session import PhoneEndpoint, StationEndpoint
+from tunnel.settings import Settings
 
 TOTAL = 10_000
 CUT_EVERY = 200

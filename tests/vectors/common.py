@@ -5,9 +5,10 @@ from __future__ import annotations
 from nacl.signing import SigningKey
 
 from tests.vectors.fixed import JSON, hx, label_bytes
-from tunnel.events import Event, Settings
+from tunnel.events import Event
 from tunnel.flights import PROLOGUE, Hello, MessageType
 from tunnel.identity import PhoneIdentity
+from tunnel.settings import Settings
 
 T0 = 1_800_000_000.0  # the scenarios' clock starts here (unix seconds)
 STATION_NAME = "Clinic Ä-1"  # not ASCII: the URI escapes it, ACCEPT carries UTF-8
