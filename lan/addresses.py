@@ -16,8 +16,6 @@ import socket
 import struct
 from dataclasses import dataclass
 
-import ifaddr
-
 _SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
@@ -53,6 +51,8 @@ def interface_flags(name: str) -> int:
 
 def interface_addresses() -> list[InterfaceAddress]:
     """Every IPv4 address of every interface, in interface order, with its state."""
+    import ifaddr  # here: a station on one address never lists interfaces, nor loads ctypes
+
     found: list[InterfaceAddress] = []
     for adapter in sorted(ifaddr.get_adapters(), key=lambda a: a.index or 0):
         flags = interface_flags(adapter.name)

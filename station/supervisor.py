@@ -26,13 +26,11 @@ import signal
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, serve
-from zeroconf import InterfaceChoice
 
 from lan.addresses import WILDCARDS, is_loopback, reachable_addresses
-from lan.watch import NetChange, NetWatch
 from station.accept import (
     AcceptGate,
     deepen_listen_queue,
@@ -58,6 +56,9 @@ from station.worker_events import WorkerEvents
 from station.worker_handle import WorkerHandle
 from tunnel.aio.websocket import ws_options
 from tunnel.settings import Settings
+
+if TYPE_CHECKING:
+    from lan.watch import NetChange, NetWatch
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,9 @@ class Supervisor(PhoneRelay, WorkerEvents, StatusViews, Logouts):
         self.port = int(sock.getsockname()[1])
         self.listen_addresses = reachable_addresses(self.config.host)
         if self.config.host in WILDCARDS:
+            # Imported here: a station on one address never watches, nor pays for it.
+            from lan.watch import NetWatch
+
             self._netwatch = NetWatch(self._net_changed)
             self._netwatch.start()
         self._control = ControlServer(self.control_path, self)
@@ -198,6 +202,9 @@ class Supervisor(PhoneRelay, WorkerEvents, StatusViews, Logouts):
             )
         await self._ensure_standby()
         if self.config.mdns and self.mdns_note is None:
+            # zeroconf (~3 MB resident) only in a station that announces itself.
+            from zeroconf import InterfaceChoice
+
             from station.mdns import StationAdvertiser
 
             # Announce once there is an offer, so the first answer a phone sees is true.
