@@ -51,6 +51,7 @@ from station.logouts import Logouts
 from station.phone_socket import PhoneSocket
 from station.relay import PhoneRelay
 from station.safedir import private_dir
+from station.socket_paths import check_control_path
 from station.status import StatusViews
 from station.worker_events import WorkerEvents
 from station.worker_handle import WorkerHandle
@@ -137,6 +138,7 @@ class Supervisor(PhoneRelay, WorkerEvents, StatusViews, Logouts):
         # Before anything else: refuse directories another user could steer (checked
         # before any chmod, through descriptors). A refusal leaves the lock untaken, so
         # the shutdown touches nothing.
+        check_control_path(self.control_path, self.control_dir)
         private_dir(self.control_path.parent, make_private=False)
         private_dir(self.control_dir)
         # One owner per control path: taken before anything is created or removed, so

@@ -32,6 +32,7 @@ from station.fates import CommandFate
 from station.kiosk.session_view import SessionView
 from station.mirror import Mirror
 from station.session_record import SessionRecord
+from station.socket_paths import session_socket_path
 from tunnel.aio.pump import EndpointPump
 from tunnel.events import (
     Acked,
@@ -142,7 +143,7 @@ class Worker:
                 default_ttl=self.args.command_ttl,
                 counts=self.mirror.counts if self.mirror else _no_counts,
             )
-            control = Path(self.args.control_dir) / f"{session[:16]}.sock"
+            control = session_socket_path(Path(self.args.control_dir), session)
             await self.desk.open(control)
             page = await self.open_view(session, event.fingerprint or "")
             await self.out.write(
