@@ -27,6 +27,20 @@ from medic_phone.store_schema import fetch_all, fetch_one
 
 Row = dict[str, Any]
 
+# The change counter, then the chats and the messages changed after a version (each arm
+# cut at a limit, -1 for none), as (kind, columns..., version): one statement.
+_CHANGES = (
+    "SELECT 0, value, NULL, NULL, NULL, NULL, NULL FROM counters WHERE name = 'change_version'"
+    " UNION ALL SELECT * FROM (SELECT 1, id, title, version, NULL, NULL, NULL FROM chats"
+    " WHERE version > ? ORDER BY version LIMIT ?)"
+    " UNION ALL SELECT * FROM (SELECT 2, id, chat_id, sender, body, sent_at, version"
+    " FROM messages WHERE version > ? ORDER BY version LIMIT ?)"
+)
+
+
+def _version(row: tuple[Any, ...]) -> int:
+    return int(row[-1])
+
 
 def new_id() -> str:
     """A message id: 128 random bits in hex (uuid4's cost without its object)."""
@@ -143,22 +157,29 @@ class Chats:
         if limit is not None and limit < 1:
             raise PhoneUsageError("a change limit is at least 1")
         cap = -1 if limit is None else limit  # SQLite: LIMIT -1 is no limit
-        async with self._core.transaction(write=False) as db:
-            current = await self._core.version(db)
-            if version >= current:
-                return current, [], []
-            chats = await fetch_all(
-                db,
-                "SELECT id, title, version FROM chats WHERE version > ? ORDER BY version LIMIT ?",
-                (version, cap),
+        # One statement, so one snapshot and one hop to SQLite's thread (it was BEGIN,
+        # three SELECTs and COMMIT: five hops holding the store's lock, which a command
+        # arriving meanwhile waited behind).
+        rows = await self._core.statement(_CHANGES, (version, cap, version, cap))
+        current: int | None = None
+        chats: list[tuple[Any, ...]] = []
+        messages: list[tuple[Any, ...]] = []
+        for kind, *row in rows:
+            if kind == 0:
+                current = int(row[0])
+            elif kind == 1:
+                chats.append(tuple(row[:3]))  # id, title, version
+            else:
+                messages.append(tuple(row))  # id, chat_id, sender, body, sent_at, version
+        if current is None:
+            raise StoreCorrupt(
+                f"{self._core.path} is not a healthy phone store (no change counter)"
             )
-            messages = await fetch_all(
-                db,
-                "SELECT id, chat_id, sender, body, sent_at, version FROM messages"
-                " WHERE version > ? ORDER BY version LIMIT ?",
-                (version, cap),
-            )
-            await self._learn_chats(db, messages)
+        if version >= current:
+            return current, [], []
+        # Each arm is in version order; a compound's output order is not promised.
+        chats.sort(key=_version)
+        messages.sort(key=_version)
         up_to = current
         if limit is not None and len(chats) + len(messages) >= limit:
             # Either query may have been cut at ``limit`` rows: everything up to the
@@ -166,7 +187,12 @@ class Chats:
             up_to = sorted(int(r[-1]) for r in chats + messages)[limit - 1]
             chats = [r for r in chats if r[-1] <= up_to]
             messages = [r for r in messages if r[-1] <= up_to]
-        return up_to, self._chat_rows(chats), self._message_rows(messages)
+        chat_rows = self._chat_rows(chats)  # opened first: their messages need no lookup
+        if any(self._core.seal.chat_id(str(r[1])) is None for r in messages):
+            # Outside the snapshot, which is fine: chats are never deleted.
+            async with self._core.transaction(write=False) as db:
+                await self._learn_chats(db, messages)
+        return up_to, chat_rows, self._message_rows(messages)
 
     def _chat_rows(self, rows: list[tuple[Any, ...]]) -> list[Row]:
         opened = (self._core.seal.open_chat(str(r[0]), r[1]) for r in rows)

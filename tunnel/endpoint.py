@@ -149,19 +149,26 @@ class Endpoint(DataPath[Driver]):
         self._flush(now)
 
     def next_deadline(self) -> float | None:
+        # The pump asks after every drain (once per command sent): no list, no min().
         s = self.settings
-        deadlines: list[float] = []
-        if self._ack_due is not None:
-            deadlines.append(self._ack_due)
+        earliest = self._ack_due
         for c in self._conns.values():
             if c.state is TransportState.HANDSHAKE:
-                deadlines.append(c.opened_at + s.handshake_timeout)
-            elif c.live:
-                deadlines.append(c.last_received + s.link_timeout)
-                deadlines.append(c.last_sent + s.ping_interval)
+                due = c.opened_at + s.handshake_timeout
+            elif c.state is not TransportState.CLOSED:  # live
+                due = c.last_received + s.link_timeout
+                ping = c.last_sent + s.ping_interval
+                if ping < due:
+                    due = ping
+            else:
+                continue
+            if earliest is None or due < earliest:
+                earliest = due
         if self._logout_sent is not None:
-            deadlines.append(self._logout_sent + s.link_timeout)
-        return min(deadlines, default=None)
+            due = self._logout_sent + s.link_timeout
+            if earliest is None or due < earliest:
+                earliest = due
+        return earliest
 
     # -- what the application does -----------------------------------------------------
 

@@ -156,9 +156,13 @@ def encode_update_rows(
     return encode_update_parts(kind, version, chats, [encode_row(m) for m in messages])
 
 
+# json.dumps builds a new encoder whenever an argument is not the default: once here.
+_ROW = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode_row(row: dict[str, Any]) -> str:
     """One chat or message row as compact ASCII JSON: its length is its size in bytes."""
-    return json.dumps(row, separators=(",", ":"))
+    return _ROW.encode(row)
 
 
 def encode_update_parts(

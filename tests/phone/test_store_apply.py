@@ -70,6 +70,21 @@ async def test_a_command_is_one_hop_once_the_cursor_and_chat_are_known(
 
 
 @pytest.mark.asyncio
+async def test_the_push_reads_its_changes_in_one_hop(store: PhoneStore, hops: list[str]) -> None:
+    """The mirror's push runs every few commands: one statement (one snapshot) that
+    holds the store's lock for one hop, whatever changed."""
+    await store.apply_commands(_burst(1, 30), as_messages=TYPED)
+    hops.clear()
+    version, chats, messages = await store.changes_since(0)
+    assert hops == ["execute_fetchall"]
+    assert version == 31 and [c["id"] for c in chats] == ["kiosk"]
+    assert [m["body"] for m in messages] == [f"c{seq}" for seq in range(1, 31)]
+    hops.clear()
+    assert await store.changes_since(version) == (version, [], [])
+    assert hops == ["execute_fetchall"]
+
+
+@pytest.mark.asyncio
 async def test_a_cursor_moved_by_another_connection_is_noticed(
     store: PhoneStore, tmp_path: Path
 ) -> None:
