@@ -57,7 +57,14 @@ def classify(exc: BaseException) -> tuple[Failure, str]:
 
 async def _tcp(candidate: Candidate) -> socket.socket:
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(candidate.host, candidate.port, type=socket.SOCK_STREAM)
+    try:
+        # An address needs no resolver, so no hop to the executor's thread (~0.2 ms, more
+        # on a busy phone) on the way back from every drop.
+        infos = socket.getaddrinfo(
+            candidate.host, candidate.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:  # a name: resolved off the loop
+        infos = await loop.getaddrinfo(candidate.host, candidate.port, type=socket.SOCK_STREAM)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setblocking(False)
