@@ -253,16 +253,25 @@ class PhoneNode:
 
     def changed_elsewhere(self) -> None:
         """The store holds a change the mirror may not have: push it now."""
+        before = self.chores.next_deadline()
         self.chores.changed(self._now())
-        self._wake.set()
+        self._wake_if_sooner(before)
 
     def _heard(self) -> None:
         """The station was heard now. The store learns it a moment later (for `medic-phone
         links` once this process is gone): never on the path of a link coming back,
         where a commit would hold up the resume."""
         self.last_contact = time.time()
+        before = self.chores.next_deadline()
         self.chores.heard(self._now())
-        self._wake.set()
+        self._wake_if_sooner(before)
+
+    def _wake_if_sooner(self, before: float | None) -> None:
+        """Wake the chores only when something became due sooner than they sleep for: a
+        stream of commits (one a command) then wakes them once a push, not once each."""
+        after = self.chores.next_deadline()
+        if after is not None and (before is None or after < before):
+            self._wake.set()
 
     async def decide(self, seq: int, *, confirm: bool) -> DecideReply | Failure:
         """The medic's word on a command kept apart; the station hears it at once."""

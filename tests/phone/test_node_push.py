@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -144,6 +145,44 @@ async def test_a_command_applied_is_pushed_right_after_its_commit(
         print(f"applied -> pushed to the mirror in {took * 1000:.1f} ms")
         assert rig.updates[-1].kind == "changes"
         assert len(reads) == 1  # one change, one read of the store: no polling reads
+
+
+@pytest.mark.asyncio
+async def test_a_stream_of_commands_wakes_the_chores_once_a_push_not_once_a_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = Rig(tmp_path / "phone")
+    # After the first push, the next may go only an hour later: every command of the
+    # stream after the first finds that push already waiting, and need not wake anything.
+    async with rig.linked(Chores(gap=NEVER, recheck=NEVER, contact_delay=NEVER)):
+        node = rig.node
+        assert node is not None
+        woken: list[float] = []
+        due = node.chores.due
+
+        def counted(now: float) -> Any:
+            woken.append(now)
+            return due(now)
+
+        monkeypatch.setattr(node.chores, "due", counted)
+        await rig.pump.send(encode(Command("first")))
+        await rig.wait_body("first")  # the snapshot was the last push: this one goes at once
+        woken.clear()
+        applied = asyncio.Event()
+
+        def emit(event: dict[str, Any]) -> None:
+            rig.events.append(event)
+            if event.get("event") == "command":
+                applied.set()
+
+        node.emit = emit
+        for i in range(30):  # one at a time: each is its own commit
+            applied.clear()
+            await rig.pump.send(encode(Command(f"stream {i}")))
+            async with asyncio.timeout(CEILING):
+                await applied.wait()
+        # 30 commits, each applied and acknowledged: at most the first moves a deadline.
+        assert len(woken) <= 1, f"the chores woke {len(woken)} times for 30 commands"
 
 
 @pytest.mark.asyncio
