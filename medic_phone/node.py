@@ -110,6 +110,7 @@ class PhoneNode:
         self._socket: Path | None = None
         self._tell_others = False  # this process changed the store: other links hear
         self._telling: asyncio.Future[int] | None = None
+        self._tell_after = False  # a push came while a telling ran
 
     # -- running -----------------------------------------------------------------------
 
@@ -320,11 +321,15 @@ class PhoneNode:
         self._tell()
 
     def _tell(self) -> None:
-        """The other links of this phone hear of this process's changes (one telling at a
-        time, through a blocking client off the loop: a wedged link stalls nothing)."""
-        if not self._tell_others or (self._telling is not None and not self._telling.done()):
+        """The other links of this phone hear of this process's changes, once a push (one
+        telling at a time, through a blocking client off the loop: a wedged link stalls
+        nothing). A push during a telling is told when that telling is done."""
+        if not self._tell_others:
             return
-        self._tell_others = False
+        if self._telling is not None and not self._telling.done():
+            self._tell_after = True
+            return
+        self._tell_others = self._tell_after = False
         self._telling = asyncio.ensure_future(
             asyncio.to_thread(tell_links, self.home, skip=self._socket)
         )
@@ -333,7 +338,8 @@ class PhoneNode:
     def _told(self, telling: asyncio.Future[int]) -> None:
         if not telling.cancelled() and telling.exception() is not None:
             log.warning("telling other links failed: %s", type(telling.exception()).__name__)
-        self._tell()  # what changed meanwhile
+        if self._tell_after:
+            self._tell()  # a push came meanwhile (commits alone wait for their push)
 
     async def _write_contact(self) -> None:
         at = self.last_contact

@@ -216,3 +216,41 @@ async def test_a_writer_that_says_nothing_is_found_by_the_recheck(tmp_path: Path
     async with rig.linked(Chores(recheck=0.2)):
         await _say(rig.home, "a silent note")
         await rig.wait_body("a silent note")
+
+
+@pytest.mark.asyncio
+async def test_other_links_are_told_once_a_push_not_once_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each telling is a job on a thread: a commit alone waits for its push to be told."""
+    told: list[int] = []
+
+    def tell(home: Path, *, skip: Path | None = None) -> int:
+        told.append(len(told) + 1)
+        return 0
+
+    monkeypatch.setattr("medic_phone.node.tell_links", tell)
+    async with PhoneStore.create(tmp_path / "phone") as store:
+        node = PhoneNode(store, PhoneIdentity.generate(), lambda e: None, home=tmp_path)
+
+        async def settled() -> None:
+            """Every telling done, including any that one started when it finished."""
+            async with asyncio.timeout(CEILING):
+                while (telling := node._telling) is not None and not telling.done():
+                    await asyncio.wait({telling})  # the node's done-callback runs first
+
+        node.changed_here()
+        node._tell()  # a push: told
+        node.changed_here()  # a commit while that telling runs
+        await settled()
+        assert told == [1]  # not told again until its push
+        node._tell()  # its push
+        node._tell()  # a push with nothing new: nothing to tell
+        await settled()
+        assert told == [1, 2]
+        node.changed_here()
+        node._tell()  # a push: told
+        node.changed_here()
+        node._tell()  # a push while that telling runs: told right after it
+        await settled()
+        assert told == [1, 2, 3, 4]
