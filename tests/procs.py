@@ -51,8 +51,12 @@ class Proc:
         self.stderr: list[str] = []
         self._cond = threading.Condition()
         self._stdout_done = False
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read_stdout(self) -> None:
         assert self.popen.stdout is not None
@@ -138,8 +142,17 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
-            if stream is not None:
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
+        # Closing a pipe while its reader thread is inside readline() breaks that read
+        # ("PyMemoryView_FromBuffer(): info->buf must not be NULL"), so each pipe is
+        # closed only once its reader saw EOF; one a grandchild still holds open is left
+        # to its daemon reader, which ends when the pipe does.
+        for reader, stream in zip(
+            self._readers, (self.popen.stdout, self.popen.stderr), strict=True
+        ):
+            reader.join(5)
+            if stream is not None and not reader.is_alive():
                 stream.close()
         return self.popen.returncode
 
