@@ -8,6 +8,7 @@ allowed). A worker marks itself not dumpable, so scanning it needs root.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +48,15 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+class ProcessGone(WipeError):
+    """The process exited between the listing of the tree and the reading of it."""
+
+
 @dataclass
 class ScanResult:
     counts: dict[int, dict[str, int]] = field(default_factory=dict)  # pid -> encoding -> hits
     unreadable: list[int] = field(default_factory=list)
+    gone: list[int] = field(default_factory=list)  # exited between listing and reading
 
     def total(self, pid: int | None = None) -> int:
         if pid is not None:
@@ -65,6 +71,8 @@ def scan_pid(pid: int, needles: dict[str, bytes]) -> dict[str, int]:
         maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
         mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
     except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESRCH):
+            raise ProcessGone(f"process {pid} exited before it was read") from None
         raise WipeError(f"cannot read the memory of {pid}: {exc.strerror}") from None
     try:
         for line in maps:
@@ -105,6 +113,9 @@ def scan_tree(root: int, text: str) -> ScanResult:
     for pid in process_tree(root):
         try:
             result.counts[pid] = scan_pid(pid, needles)
+        except ProcessGone:
+            # Gone, so it holds nothing; not "unreadable", which would mean unchecked.
+            result.gone.append(pid)
         except WipeError:
             result.unreadable.append(pid)
     return result

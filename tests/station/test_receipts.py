@@ -30,7 +30,7 @@ def _receipts(home: Path) -> tuple[int, list[dict[str, Any]]]:
 TRIGGERS = {
     "explicit": ("--inactivity", "120"),
     "inactivity": ("--inactivity", "3"),
-    "max-age": ("--max-session", "3"),
+    "max-age": ("--max-session", "8"),  # room for pairing and the sends on a loaded machine
     "scheduled": ("--wipe-every", "12"),
     "remote": ("--inactivity", "120"),
     "shutdown": ("--inactivity", "120"),
