@@ -60,20 +60,20 @@ class WebSocketTransport:
             await self._ws.close(CLOSE_PROTOCOL, reason[:120])
 
 
-class QueuedTransport:
-    """A transport whose ``send`` and ``close`` never wait on the network.
+class BufferedSocket:
+    """A WebSocket whose sends and close never wait on the network.
 
-    The pump hands bytes over while it drains the core; one socket whose peer vanished
-    (WiFi gone: the TCP buffer fills, a close waits for an answer that never comes)
-    must not hold up the drain, or every other transport's events wait behind it. So
-    records go into a bounded buffer that a task of this socket writes out, each send
-    and the final close under a deadline; past the bound or a deadline the socket is
-    aborted (the core notices a lost transport and resumes on another).
+    Whoever hands it bytes (the pump draining the core, the supervisor relaying a
+    worker's records) must not be held up by one socket whose peer vanished (WiFi gone:
+    the TCP buffer fills, a close waits for an answer that never comes), or everything
+    behind it waits too. So records go into a bounded buffer that a task of this socket
+    writes out, each send and the final close under a deadline; past the bound or a
+    deadline the socket is aborted (the peer resumes on a new one).
     """
 
-    MAX_PENDING = 8 * 1024 * 1024
-    SEND_DEADLINE = 5.0
-    CLOSE_DEADLINE = 1.0
+    MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for this socket; beyond: abort
+    SEND_DEADLINE = 5.0  # seconds one record may take to leave
+    CLOSE_DEADLINE = 1.0  # seconds the closing handshake may take
 
     def __init__(self, ws: ClientConnection | ServerConnection) -> None:
         self.ws = ws
@@ -83,24 +83,28 @@ class QueuedTransport:
         self._close: tuple[int, str] | None = None
         self._task = asyncio.create_task(self._run())
 
-    async def send(self, data: bytes) -> None:
+    def push(self, data: bytes) -> None:
+        """Queue a record; never waits."""
         if self._close is not None:
             return
         if self._pending_bytes + len(data) > self.MAX_PENDING:
+            log.info("socket too slow: %d bytes waiting; aborting it", self._pending_bytes)
             self.abort()
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
         self._wake.set()
 
-    async def close(self, reason: str) -> None:
-        # The reason is one of the core's fixed close reasons: it leaks nothing.
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close after what is queued has gone (or at the deadlines); never waits."""
+        # The reason is one of our fixed close reasons: it leaks nothing.
         if self._close is None:
-            self._close = (CLOSE_PROTOCOL, reason[:120])
+            self._close = (code, reason[:120])
             self._wake.set()
 
     def abort(self) -> None:
-        self._close = self._close or (CLOSE_PROTOCOL, "aborted")
+        """Drop the TCP connection at once (no closing handshake)."""
+        self._close = self._close or (1011, "aborted")
         self._pending.clear()
         self._pending_bytes = 0
         transport = self.ws.transport
@@ -109,6 +113,7 @@ class QueuedTransport:
         self._wake.set()
 
     async def closed(self) -> None:
+        """Wait until the socket's task has finished (sent, closed or aborted)."""
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._task)
 
@@ -131,6 +136,16 @@ class QueuedTransport:
             self.abort()
         except ConnectionClosed:
             pass
+
+
+class QueuedTransport(BufferedSocket):
+    """The pump's transport over a ``BufferedSocket``: neither call waits."""
+
+    async def send(self, data: bytes) -> None:
+        self.push(data)
+
+    async def close(self, reason: str) -> None:
+        self.close_soon(CLOSE_PROTOCOL, reason)
 
 
 async def pump_connection(pump: EndpointPump, ws: ClientConnection | ServerConnection) -> None:
