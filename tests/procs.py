@@ -176,19 +176,25 @@ def run(
     )
 
 
+# ``station start`` as the tests run it: 127.0.0.1, any port, no mDNS, JSON events.
+STATION_START = (
+    command("station"),
+    "start",
+    "--host",
+    "127.0.0.1",
+    "--no-mdns",
+    "--port",
+    "0",
+    "--json",
+)
+
+
 def start_station(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
     """``station start`` on 127.0.0.1 (any port, no mDNS, JSON events), once it is ready;
     its control socket is ``tmp_path / "ctl.sock"``."""
     proc = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             "--control",
             str(tmp_path / "ctl.sock"),
             *extra,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drill.simulate import SimConfig, phone_links
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -102,14 +102,7 @@ def test_proxy_between_a_real_phone_and_station(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             *ctl,
         ]
     )

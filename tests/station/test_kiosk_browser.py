@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run, start_station
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run, start_station
 
 pytestmark = pytest.mark.integration
 
@@ -122,14 +122,7 @@ def test_the_write_audit_lists_the_browser_ram_profile(tmp_path: Path, display: 
     runtime = tmp_path / "run"
     ctl = ["--control", str(runtime / "ctl.sock")]
     argv = [
-        command("station"),
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--no-mdns",
-        "--port",
-        "0",
-        "--json",
+        *STATION_START,
         "--kiosk",
         *ctl,
     ]

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.localuser import LocalUser, local_user
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 from wipe.memscan import process_tree
 
 pytestmark = [
@@ -96,14 +96,7 @@ def test_another_local_user_gets_nothing_from_a_kiosk_station(
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             "-v",
             "--kiosk",
             *ctl,

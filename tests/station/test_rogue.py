@@ -22,7 +22,7 @@ from tests.lanrig import link, phone_home, stamp, wait_rows
 from tests.lanrig import send as send_lines
 from tests.lanrig import station as lan_station
 from tests.netns import Host, lan, requires_root
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 from tunnel.handshake import MessageType
 
 pytestmark = pytest.mark.integration
@@ -61,14 +61,7 @@ def test_rogue_client_cannot_disturb_a_live_session(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             *ctl,
         ]
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 
 pytestmark = [
     pytest.mark.root,
@@ -22,14 +22,7 @@ def test_audit_scan_finds_the_canary_only_while_the_session_lives(tmp_path: Path
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             *ctl,
         ]
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 from wipe.audit import parse_strace_log, strace_command
 from wipe.memscan import process_tree, scan_tree
 
@@ -77,14 +77,7 @@ def test_no_canary_and_no_file_after_logout(trigger: str, tmp_path: Path) -> Non
         strace_command(
             log,
             [
-                command("station"),
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--no-mdns",
-                "--port",
-                "0",
-                "--json",
+                *STATION_START,
                 *ctl,
                 *TRIGGERS[trigger],
             ],

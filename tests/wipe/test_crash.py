@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,7 @@ def test_crashed_worker_leaves_nothing(sig: int, tmp_path: Path) -> None:
     cwd.mkdir()
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             *ctl,
         ],
         cwd=cwd,
@@ -90,14 +83,7 @@ def test_aborted_supervisor_leaves_no_core(tmp_path: Path) -> None:
         core.unlink()
     ctl = str(tmp_path / "run" / "ctl.sock")
     argv = [
-        command("station"),
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--no-mdns",
-        "--port",
-        "0",
-        "--json",
+        *STATION_START,
         "--control",
         ctl,
     ]

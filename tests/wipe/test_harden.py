@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc, command, init_phone, link_phone, run
+from tests.procs import STATION_START, Proc, command, init_phone, link_phone, run
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +30,7 @@ def test_workers_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     ctl = ["--control", str(tmp_path / "ctl.sock")]
     station = Proc(
         [
-            command("station"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--no-mdns",
-            "--port",
-            "0",
-            "--json",
+            *STATION_START,
             *ctl,
         ]
     )
