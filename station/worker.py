@@ -33,6 +33,7 @@ from station.kiosk.session_view import SessionView
 from station.mirror import Mirror
 from station.session_record import SessionRecord
 from station.socket_paths import session_socket_path
+from station.worker_args import parse_address, parse_args
 from tunnel.aio.pump import EndpointPump
 from tunnel.events import (
     Acked,
@@ -59,24 +60,11 @@ from wipe.harden import harden_process
 from wipe.memdb import open_memory_db
 from wire import WireError, pipe
 from wire.app import Device, Fates, MirrorUpdate, Receipt, decode, encode
+from wire.pipe import PipeTransport
 
 # Seconds a logging-out worker gives its queue to reach a linked phone; it fits inside
 # the supervisor's STOP grace, after which the worker is killed whatever it is doing.
 DRAIN_GRACE = 0.5
-
-
-class _IpcTransport:
-    """A phone's WebSocket as seen from the worker: frames relayed by the supervisor."""
-
-    def __init__(self, out: pipe.Writer, conn: int) -> None:
-        self._out = out
-        self._conn = conn
-
-    async def send(self, data: bytes) -> None:
-        await self._out.write(pipe.Send(self._conn, data))
-
-    async def close(self, reason: str) -> None:
-        await self._out.write(pipe.CloseConn(self._conn, reason))
 
 
 class Worker:
@@ -84,7 +72,7 @@ class Worker:
         self.args = args
         self.out = out
         self.settings = Settings(queue_max_count=args.queue_limit)
-        self.addresses = [_parse_address(a) for a in args.address]
+        self.addresses = [parse_address(a) for a in args.address]
         self.mirror: Mirror | None = None
         self.pump: EndpointPump | None = None
         self.stopping: asyncio.Event = asyncio.Event()
@@ -285,7 +273,7 @@ class Worker:
                     self.stopping.set()
                     return
                 case pipe.Open(conn):
-                    self.conn_map[conn] = await self.pump.attach(_IpcTransport(self.out, conn))
+                    self.conn_map[conn] = await self.pump.attach(PipeTransport(self.out, conn))
                 case pipe.Data(conn, data):
                     if (ours := self.conn_map.get(conn)) is not None:
                         await self.pump.feed(ours, data)
@@ -384,33 +372,6 @@ async def _no_counts() -> tuple[int, int]:
     return 0, 0
 
 
-def _parse_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="station.worker", description=__doc__)
-    parser.add_argument("--fd", type=int, required=True, help="socketpair fd to the supervisor")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--address", action="append", default=[], help="HOST:PORT, repeatable")
-    parser.add_argument("--control-dir", required=True)
-    parser.add_argument("--offer-ttl", type=float, required=True)
-    parser.add_argument("--ppid", type=int, required=True)
-    parser.add_argument("--queue-limit", type=int, required=True)
-    # The station's wrong-code streak so far (see CodeBackoff.carried_over).
-    parser.add_argument("--code-streak", type=int, default=0)
-    parser.add_argument("--code-quiet-s", type=float, default=0.0)
-    parser.add_argument("--code-paused-s", type=float, default=0.0)
-    parser.add_argument(
-        "--command-ttl", type=float, default=None, help="default TTL of a command, seconds"
-    )
-    parser.add_argument(
-        "--ui-origin", default=None, help="the pairing screen's origin (frames this page)"
-    )
-    return parser.parse_args(argv)
-
-
 async def _main(args: argparse.Namespace) -> int:
     sock = socket.socket(fileno=args.fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -425,7 +386,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return asyncio.run(_main(args))
     except (StationError, WireError) as exc:

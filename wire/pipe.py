@@ -355,3 +355,17 @@ class Writer:
 
     def close(self) -> None:
         self._writer.close()
+
+
+class PipeTransport:
+    """A phone's WebSocket as the worker sees it: frames the supervisor relays."""
+
+    def __init__(self, out: Writer, conn: int) -> None:
+        self._out = out
+        self._conn = conn
+
+    async def send(self, data: bytes) -> None:
+        await self._out.write(Send(self._conn, data))
+
+    async def close(self, reason: str) -> None:
+        await self._out.write(CloseConn(self._conn, reason))
