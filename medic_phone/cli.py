@@ -18,6 +18,7 @@ from medic_phone.cli_common import open_store as _open_store
 from medic_phone.cli_common import warn_if_clear as _warn_if_clear
 from medic_phone.errors import IdentityExists, PhoneError
 from medic_phone.keystore import create_identity, identity_path, resolve_home
+from medic_phone.link_output import print_human, print_json
 from medic_phone.passphrase import passphrase_file_option, read_passphrase, unlock
 from medic_phone.sealing import new_store_key
 from medic_phone.store import PhoneStore
@@ -178,7 +179,7 @@ def link(
         logging.getLogger("websockets").setLevel(logging.INFO)
         logging.getLogger("aiosqlite").setLevel(logging.INFO)
     directory = resolve_home(str(home) if home else None)
-    emit = _json_printer if as_json else _human_printer
+    emit = print_json if as_json else print_human
     paired = False
 
     def track(event: dict[str, Any]) -> None:
@@ -218,52 +219,6 @@ def link(
     except (PhoneError, TunnelError) as exc:
         _fail(str(exc))
     raise click.exceptions.Exit(code)
-
-
-def _json_printer(event: dict[str, Any]) -> None:
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    click.echo(json.dumps({**event, "ts": stamp}, separators=(",", ":")))
-    sys.stdout.flush()
-
-
-def _human_printer(event: dict[str, Any]) -> None:
-    kind = event["event"]
-    if kind == "paired":
-        click.echo(f"Linked with station {event['station']!r}")
-    elif kind == "link_down":
-        click.echo("Link down; reconnecting...")
-    elif kind == "link_up":
-        click.echo("Link back up")
-    elif kind == "command":
-        click.echo(f"[{event['seq']}] {event['text']}")
-    elif kind == "logout":
-        click.echo(f"Logged out ({event['reason']})")
-    elif kind == "expired":
-        click.echo(
-            f"[{event['seq']}] kept apart: it arrived {event['late_s']} s after its TTL of"
-            f" {event['ttl']:g} s ran out; `medic-phone pending` to confirm or discard it"
-        )
-    elif kind == "receipt":
-        if event["verified"]:
-            at = datetime.fromtimestamp(float(event["ended"]), UTC).strftime("%H:%M")
-            click.echo(
-                f"Station {event['station']!r}: session ended ({event['reason']}) at {at} UTC;"
-                f" {event['summary']} (signed receipt kept: `medic-phone receipts`)"
-            )
-        else:
-            click.echo("A wipe receipt arrived that does not verify: not kept", err=True)
-    elif kind == "connecting":
-        click.echo(f"Connecting to {', '.join(event['addresses'])}")
-    elif kind == "connect_failed":
-        click.echo(f"  {event['address']}: {event['error']}")
-    elif kind == "diagnosis":
-        click.echo(f"Cannot reach the station: {event['message']}")
-    elif kind == "status":
-        click.echo(
-            f"Offline for {event['offline_s']:.0f} s; still trying"
-            f" (last error: {event['last_error'] or 'none'})"
-        )
-    sys.stdout.flush()
 
 
 @main.command()
